@@ -1,0 +1,121 @@
+"""Content store interfaces (containerd ``core/content``).
+
+Overall content lifecycle:
+
+1. A producer opens a :class:`Writer` under a *ref* (``store.writer(ref, ...)``). Only one writer
+   may hold a ref at a time, across threads and processes; a second one gets
+   :class:`~pallet.errors.Unavailable` after a short wait.
+2. It appends bytes. If it dies, the ingest stays on disk; opening a writer with the same ref
+   later re-hashes what is there and continues at ``writer.offset`` (resume).
+3. ``commit(size, expected)`` checks size and digest (mismatch: ``DigestMismatch``, data kept),
+   makes the data durable and moves it atomically to ``blobs/<alg>/<hex>``. Committing a digest
+   that already exists raises :class:`~pallet.errors.AlreadyExists`, which helpers treat as
+   success. ``close()`` without commit keeps the ingest for resumption; ``abort(ref)`` drops it.
+4. Committed blobs are immutable; their labels (garbage-collection edges, the uncompressed
+   digest, distribution sources) are the only mutable part, updated by field path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from ..oci.descriptor import Descriptor
+from ..oci.digest import Digest
+
+__all__ = [
+    "IngestManager",
+    "Info",
+    "InfoProvider",
+    "Ingester",
+    "Manager",
+    "Provider",
+    "Status",
+    "Store",
+    "Writer",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Info:
+    digest: Digest
+    size: int
+    created_at: datetime
+    updated_at: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    ref: str
+    offset: int
+    total: int
+    expected: Digest | None
+    started_at: datetime
+    updated_at: datetime
+
+
+class Writer(Protocol):
+    """An open ingest. Use as a context manager: leaving it closes (not commits) the ingest."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int: ...
+    def digest(self) -> Digest: ...
+    def status(self) -> Status: ...
+    def truncate(self, size: int) -> None: ...
+
+    def commit(
+        self, size: int = 0, expected: Digest | None = None, *,
+        labels: Mapping[str, str] | None = None,
+    ) -> Digest:
+        """Verify and publish the blob; returns its digest.
+
+        Raises:
+            DigestMismatch: size or digest differ (ingest kept).
+            AlreadyExists: the blob is present already (ingest removed).
+        """
+        ...
+
+    def close(self) -> None: ...
+    def __enter__(self) -> Writer: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Provider(Protocol):
+    def open(self, desc: Descriptor | Digest) -> BinaryIO:
+        """Random-access (seekable) reader of a committed blob; needs the digest only."""
+        ...
+
+
+class Ingester(Protocol):
+    def writer(
+        self, ref: str, *, total: int = 0, expected: Digest | None = None,
+        lease: str | None = None,
+    ) -> Writer: ...
+
+
+class InfoProvider(Protocol):
+    def info(self, dgst: Digest) -> Info: ...
+
+
+class Manager(InfoProvider, Protocol):
+    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
+    def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]: ...
+    def delete(self, dgst: Digest) -> None: ...
+
+
+class IngestManager(Protocol):
+    def status(self, ref: str) -> Status: ...
+    def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]: ...
+    def abort(self, ref: str) -> None: ...
+
+
+@runtime_checkable
+class Store(Provider, Ingester, Manager, IngestManager, Protocol):
+    """The whole content store."""
