@@ -11,8 +11,17 @@ from collections.abc import Iterable, Mapping
 from .errors import InvalidArgument
 
 __all__ = [
-    "DISTRIBUTION_SOURCE_PREFIX", "GC_EXPIRE", "GC_FLAT", "GC_REF_CONTENT", "GC_REF_SNAPSHOT_PREFIX",
-    "GC_ROOT", "MAX_LABEL_SIZE", "UNCOMPRESSED", "apply_fieldpaths", "validate", "validate_all",
+    "DISTRIBUTION_SOURCE_PREFIX",
+    "GC_EXPIRE",
+    "GC_FLAT",
+    "GC_REF_CONTENT",
+    "GC_REF_SNAPSHOT_PREFIX",
+    "GC_ROOT",
+    "MAX_LABEL_SIZE",
+    "UNCOMPRESSED",
+    "apply_fieldpaths",
+    "validate",
+    "validate_all",
 ]
 
 MAX_LABEL_SIZE = 4096
@@ -33,7 +42,8 @@ def validate(key: str, value: str) -> None:
         raise InvalidArgument(f"label {key!r}: invalid character in key")
     if len(key.encode()) + len(value.encode()) > MAX_LABEL_SIZE:
         raise InvalidArgument(
-            f"label {key[:64]!r}: key and value greater than maximum size ({MAX_LABEL_SIZE} bytes)")
+            f"label {key[:64]!r}: key and value greater than maximum size ({MAX_LABEL_SIZE} bytes)"
+        )
 
 
 def validate_all(labels: Mapping[str, str]) -> dict[str, str]:
@@ -47,8 +57,11 @@ def validate_all(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def apply_fieldpaths(
-    current: Mapping[str, str], new: Mapping[str, str], fieldpaths: Iterable[str],
-    *, prefix: str = "labels",
+    current: Mapping[str, str],
+    new: Mapping[str, str],
+    fieldpaths: Iterable[str],
+    *,
+    prefix: str = "labels",
 ) -> dict[str, str]:
     """Return ``current`` updated from ``new`` by containerd field paths.
 
@@ -66,7 +79,7 @@ def apply_fieldpaths(
         if p == prefix:
             out = validate_all(new)
         elif p.startswith(prefix + ".") and len(p) > len(prefix) + 1:
-            key = p[len(prefix) + 1:]
+            key = p[len(prefix) + 1 :]
             val = new.get(key, "")
             validate(key, val)
             if val:

@@ -71,7 +71,10 @@ class Writer(Protocol):
     def truncate(self, size: int) -> None: ...
 
     def commit(
-        self, size: int = 0, expected: Digest | None = None, *,
+        self,
+        size: int = 0,
+        expected: Digest | None = None,
+        *,
         labels: Mapping[str, str] | None = None,
     ) -> Digest:
         """Verify and publish the blob; returns its digest.
@@ -95,7 +98,11 @@ class Provider(Protocol):
 
 class Ingester(Protocol):
     def writer(
-        self, ref: str, *, total: int = 0, expected: Digest | None = None,
+        self,
+        ref: str,
+        *,
+        total: int = 0,
+        expected: Digest | None = None,
         lease: str | None = None,
     ) -> Writer: ...
 

@@ -12,8 +12,15 @@ from .digest import Digest
 
 __all__ = ["Descriptor", "Platform"]
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "armel": "arm", "i386": "386", "i686": "386"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +35,7 @@ class Platform:
 
     @classmethod
     def parse(cls, spec: str) -> Platform:
-        """Parse ``linux/amd64``, ``linux/arm/v7``, ``linux/arm64/v8`` and normalise as containerd."""
+        """Parse ``linux/amd64``, ``linux/arm/v7``, ``linux/arm64/v8``; normalise as containerd."""
         parts = spec.strip().lower().split("/")
         if not 1 <= len(parts) <= 3 or any(not p for p in parts):
             raise InvalidArgument(f"platform {spec!r}: want os/arch[/variant]")
@@ -63,9 +70,13 @@ class Platform:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Platform:
-        return cls(os=str(obj.get("os", "")), architecture=str(obj.get("architecture", "")),
-                   variant=str(obj.get("variant", "")), os_version=str(obj.get("os.version", "")),
-                   os_features=tuple(obj.get("os.features", ()) or ()))
+        return cls(
+            os=str(obj.get("os", "")),
+            architecture=str(obj.get("architecture", "")),
+            variant=str(obj.get("variant", "")),
+            os_version=str(obj.get("os.version", "")),
+            os_features=tuple(obj.get("os.features", ()) or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,8 +92,11 @@ class Descriptor:
     artifact_type: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest),
-                               "size": self.size}
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
         if self.urls:
             out["urls"] = list(self.urls)
         if self.annotations:
@@ -112,8 +126,12 @@ class Descriptor:
         ann = obj.get("annotations") or {}
         if not isinstance(ann, Mapping):
             raise InvalidArgument(f"descriptor {obj.get('digest')!r}: annotations not an object")
-        return cls(media_type=mt, digest=Digest.parse(str(obj.get("digest", ""))), size=size,
-                   annotations={str(k): str(v) for k, v in ann.items()},
-                   platform=Platform.from_json(plat) if isinstance(plat, Mapping) else None,
-                   urls=tuple(obj.get("urls") or ()),
-                   artifact_type=obj.get("artifactType"))
+        return cls(
+            media_type=mt,
+            digest=Digest.parse(str(obj.get("digest", ""))),
+            size=size,
+            annotations={str(k): str(v) for k, v in ann.items()},
+            platform=Platform.from_json(plat) if isinstance(plat, Mapping) else None,
+            urls=tuple(obj.get("urls") or ()),
+            artifact_type=obj.get("artifactType"),
+        )

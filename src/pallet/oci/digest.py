@@ -46,7 +46,9 @@ class Digest(str):
         if size is None:
             raise InvalidArgument(f"digest {value!r}: unsupported digest algorithm {alg!r}")
         if len(hx) != size or not re.fullmatch(r"[a-f0-9]+", hx):
-            raise InvalidArgument(f"digest {value!r}: invalid {alg} hex (need {size} lowercase hex)")
+            raise InvalidArgument(
+                f"digest {value!r}: invalid {alg} hex (need {size} lowercase hex)"
+            )
         return cls(value)
 
     @property

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 __all__ = [
-    "DOCKER_CONFIG", "DOCKER_FOREIGN_LAYER", "DOCKER_LAYER", "DOCKER_LAYER_GZIP",
-    "DOCKER_LAYER_ZSTD", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "OCI_CONFIG",
-    "OCI_EMPTY", "OCI_INDEX", "OCI_LAYER", "OCI_LAYER_GZIP", "OCI_LAYER_ZSTD",
-    "OCI_LAYOUT_VERSION", "OCI_MANIFEST", "OCI_ND_LAYER", "OCI_ND_LAYER_GZIP",
-    "OCI_ND_LAYER_ZSTD", "compression_of", "is_config", "is_index", "is_layer", "is_manifest",
+    "DOCKER_CONFIG",
+    "DOCKER_FOREIGN_LAYER",
+    "DOCKER_LAYER",
+    "DOCKER_LAYER_GZIP",
+    "DOCKER_LAYER_ZSTD",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "OCI_CONFIG",
+    "OCI_EMPTY",
+    "OCI_INDEX",
+    "OCI_LAYER",
+    "OCI_LAYER_GZIP",
+    "OCI_LAYER_ZSTD",
+    "OCI_LAYOUT_VERSION",
+    "OCI_MANIFEST",
+    "OCI_ND_LAYER",
+    "OCI_ND_LAYER_GZIP",
+    "OCI_ND_LAYER_ZSTD",
+    "compression_of",
+    "is_config",
+    "is_index",
+    "is_layer",
+    "is_manifest",
 ]
 
 OCI_LAYOUT_VERSION = "1.0.0"
@@ -30,9 +48,18 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_ZSTD = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
-_LAYERS = {OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_ND_LAYER, OCI_ND_LAYER_GZIP,
-           OCI_ND_LAYER_ZSTD, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD,
-           DOCKER_FOREIGN_LAYER}
+_LAYERS = {
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_ND_LAYER,
+    OCI_ND_LAYER_GZIP,
+    OCI_ND_LAYER_ZSTD,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_LAYER_ZSTD,
+    DOCKER_FOREIGN_LAYER,
+}
 
 
 def is_index(mt: str) -> bool:

@@ -1,0 +1,110 @@
+"""Store consistency check: re-hash every blob, check every image's graph, find stray records.
+
+Each problem is one :class:`Problem` (one line when printed). With ``repair=True`` only what cannot
+be trusted is removed: blobs whose bytes do not hash to their name, records of blobs that are
+gone, and ingest directories whose status cannot be read. A valid blob is never removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import Error
+from ..images import children
+from ..oci.descriptor import Descriptor
+from ..oci.digest import Digest
+from .db import DB
+
+__all__ = ["Problem", "fsck"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str
+    subject: str
+    detail: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        tail = " (repaired)" if self.repaired else ""
+        return f"{self.kind} {self.subject}: {self.detail}{tail}"
+
+
+def _rehash(path: os.PathLike[str] | str, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsck(
+    db: DB, *, repair: bool = False, on_blob: Callable[[Digest], None] | None = None
+) -> list[Problem]:
+    """Check the store; returns the problems found (empty when the store is sound)."""
+    store = db.content
+    problems: list[Problem] = []
+    bad: set[str] = set()
+    with db.exclusive():
+        on_disk = set()
+        for dgst in store.digests():
+            on_disk.add(dgst)
+            path = store.blob_path(dgst)
+            try:
+                actual = _rehash(path, dgst.algorithm)
+            except OSError as exc:
+                problems.append(Problem("blob", dgst, f"unreadable: {exc.strerror}"))
+                continue
+            if actual != dgst.hex:
+                bad.add(dgst)
+                fixed = False
+                if repair:
+                    path.unlink(missing_ok=True)
+                    db.forget_blob(dgst)
+                    fixed = True
+                problems.append(
+                    Problem("blob", dgst, f"content hashes to {dgst.algorithm}:{actual}", fixed)
+                )
+            elif on_blob is not None:
+                on_blob(dgst)
+        for (dg,) in db._read("SELECT digest FROM blobs"):
+            if dg not in on_disk:
+                if repair:
+                    db.forget_blob(Digest(dg))
+                problems.append(Problem("record", dg, "blob record without blob file", repair))
+        for d in store.ingest_dirs():
+            if store._status_of(d) is None:
+                fixed = repair and store.abort_dir(d)
+                problems.append(Problem("ingest", d.name, "unreadable ingest status", fixed))
+    for img in db.list():
+        problems.extend(_check_graph(db, img.name, img.target, bad))
+    return problems
+
+
+def _check_graph(db: DB, name: str, root: Descriptor, bad: set[str]) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[str] = set()
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        if d.digest in seen:
+            continue
+        seen.add(d.digest)
+        path = db.content.blob_path(d.digest)
+        if d.digest in bad or not path.exists():
+            out.append(Problem("image", name, f"missing {d.media_type} {d.digest}"))
+            continue
+        size = path.stat().st_size
+        if size != d.size:
+            out.append(
+                Problem("image", name, f"{d.digest} has size {size}, descriptor says {d.size}")
+            )
+            continue
+        try:
+            stack.extend(children(db.content, d))
+        except Error as exc:
+            out.append(Problem("image", name, str(exc)))
+    return out
