@@ -161,9 +161,9 @@ def cmd_content_rm(args: argparse.Namespace) -> int:
 def cmd_content_label(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    new = _parse_kv(args.labels, "label")
     db = _db(args)
     info = db.content.info(_digest(args.digest))
-    new = _parse_kv(args.labels, "label")
     paths = [f"labels.{k}" for k in new]
     info = db.content.update(replace(info, labels=new), paths)
     _out(

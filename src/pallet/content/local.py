@@ -80,7 +80,11 @@ class ContentIndex(Protocol):
     ) -> None: ...
     def attach(self, lease: str, rtype: str, rid: str) -> None: ...
     def get_blob(self, dgst: Digest) -> tuple[dict[str, str], datetime, datetime] | None: ...
-    def set_labels(self, dgst: Digest, size: int, labels: Mapping[str, str]) -> datetime: ...
+    def update_labels(
+        self, dgst: Digest, size: int, new: Mapping[str, str], fieldpaths: Sequence[str]
+    ) -> None:
+        """Apply a field-path label update atomically (read, modify and write in one step)."""
+        ...
     def forget_blob(self, dgst: Digest) -> None: ...
     def record_ingest(self, ref: str, lease: str | None) -> None: ...
     def forget_ingest(self, ref: str) -> None: ...
@@ -118,12 +122,14 @@ class MemoryIndex:
             rec = self._blobs.get(dgst)
             return (dict(rec[0]), rec[1], rec[2]) if rec else None
 
-    def set_labels(self, dgst: Digest, size: int, labels: Mapping[str, str]) -> datetime:
+    def update_labels(
+        self, dgst: Digest, size: int, new: Mapping[str, str], fieldpaths: Sequence[str]
+    ) -> None:
         with self._lock:
             now = _now()
             old = self._blobs.get(dgst)
-            self._blobs[dgst] = (dict(labels), old[1] if old else now, now)
-            return now
+            labels = _labels.apply_fieldpaths(old[0] if old else {}, new, fieldpaths)
+            self._blobs[dgst] = (labels, old[1] if old else now, now)
 
     def forget_blob(self, dgst: Digest) -> None:
         with self._lock:
@@ -477,15 +483,12 @@ class LocalStore:
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         cur = self.info(info.digest)
-        new = _labels.apply_fieldpaths(cur.labels, info.labels, fieldpaths)
-        self.index.set_labels(cur.digest, cur.size, new)
+        self.index.update_labels(cur.digest, cur.size, info.labels, fieldpaths)
         return self.info(cur.digest)
 
     def _merge_labels(self, dgst: Digest, lbl: Mapping[str, str]) -> None:
-        rec = self.index.get_blob(dgst)
-        cur = rec[0] if rec else {}
-        cur.update(lbl)
-        self.index.set_labels(dgst, os.stat(self.blob_path(dgst)).st_size, cur)
+        size = os.stat(self.blob_path(dgst)).st_size
+        self.index.update_labels(dgst, size, lbl, [f"labels.{k}" for k in lbl])
 
     def digests(self) -> Iterator[Digest]:
         """Every committed blob on disk (no metadata lookups)."""

@@ -182,16 +182,19 @@ class DB:
         lbl, created, updated = rows[0]
         return json.loads(lbl), _dt(created), _dt(updated)
 
-    def set_labels(self, dgst: Digest, size: int, labels: Mapping[str, str]) -> datetime:
+    def update_labels(
+        self, dgst: Digest, size: int, new: Mapping[str, str], fieldpaths: Sequence[str]
+    ) -> None:
         now = _now()
         with self._tx() as c:
+            row = c.execute("SELECT labels FROM blobs WHERE digest=?", (dgst,)).fetchone()
+            labels = _labels.apply_fieldpaths(json.loads(row[0]) if row else {}, new, fieldpaths)
             c.execute(
                 "INSERT INTO blobs(digest,size,created,updated,labels) VALUES(?,?,?,?,?) "
                 "ON CONFLICT(digest) DO UPDATE SET updated=excluded.updated,"
                 " labels=excluded.labels",
-                (dgst, size, _ts(now), _ts(now), json.dumps(dict(labels), sort_keys=True)),
+                (dgst, size, _ts(now), _ts(now), json.dumps(labels, sort_keys=True)),
             )
-        return now
 
     def forget_blob(self, dgst: Digest) -> None:
         with self._tx() as c:

@@ -1,0 +1,3 @@
+"""snapshots package."""
+
+__all__: list[str] = []

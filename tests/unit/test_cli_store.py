@@ -1,0 +1,167 @@
+"""The store commands, run as a user runs them: a real process, real disk, exit codes, output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.store import random_image
+
+from pallet.images import Image
+from pallet.metadata.db import open_db
+
+
+def run(root: Path | None, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
+    e = dict(os.environ)
+    e.update(env or {})
+    argv = [sys.executable, "-m", "pallet.cli"]
+    if root:
+        argv += ["--root", str(root)]
+    return subprocess.run([*argv, *args], input=input, capture_output=True, env=e, timeout=120)
+
+
+def ok(p: subprocess.CompletedProcess[bytes]) -> str:
+    assert p.returncode == 0, p.stderr.decode()
+    return p.stdout.decode()
+
+
+def test_ingest_ls_cat_label_rm(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    data = os.urandom(5000)
+    dg = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert ok(run(root, "content", "ingest", "r1", "--label", "a=b", input=data)).strip() == dg
+    assert (root / "content" / "blobs" / "sha256" / dg[7:]).read_bytes() == data
+    assert (root / "metadata.db").exists()
+    out = json.loads(ok(run(root, "content", "ls", "--format", "json")))
+    assert out == [{"digest": dg, "size": 5000, "labels": {"a": "b"},
+                    "created": out[0]["created"], "updated": out[0]["updated"]}]
+    assert ok(run(root, "content", "ls", "-q")).split() == [dg]
+    assert run(root, "content", "cat", dg).stdout == data
+    ok(run(root, "content", "label", dg, "a=", "c=d"))
+    assert json.loads(ok(run(root, "content", "info", dg, "--format", "json")))["labels"] == {
+        "c": "d"}
+    assert ok(run(root, "content", "ls", 'labels.c==d', "-q")).split() == [dg]
+    ok(run(root, "content", "rm", dg))
+    assert ok(run(root, "content", "ls", "-q")) == ""
+
+
+def test_root_from_env_and_xdg(tmp_path: Path) -> None:
+    ok(run(None, "content", "ingest", "r", input=b"x",
+           env={"PALLET_ROOT": str(tmp_path / "envroot")}))
+    assert list((tmp_path / "envroot" / "content" / "blobs" / "sha256").iterdir())
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    e = dict(os.environ)
+    e.pop("PALLET_ROOT", None)
+    e.update(env)
+    p = subprocess.run([sys.executable, "-m", "pallet.cli", "content", "ingest", "r"],
+                       input=b"y", capture_output=True, env=e)
+    assert p.returncode == 0, p.stderr
+    assert list((tmp_path / "xdg" / "pallet" / "content" / "blobs" / "sha256").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["content", "info", "sha256:1234"], "sha256:1234"),
+        (["content", "cat", "nodigest"], "nodigest"),
+        (["content", "label", "sha256:" + "a" * 64, "novalue"], "novalue"),
+        (["content", "ingest", "r", "--expected-digest", "md5:00"], "md5:00"),
+        (["content", "ls", 'labels."open'], "labels.\"open"),
+        (["images", "ls", "name~=("], "name~=("),
+        (["leases", "create", "--expires", "soon"], "soon"),
+        (["content", "ingest", ""], "ref"),
+        (["images", "tag", "missing", "x"], "missing"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_one_line_no_traceback(tmp_path: Path, args: list[str], needle: str) -> None:
+    root = tmp_path / "s"
+    p = run(root, *args, input=b"")
+    err = p.stderr.decode()
+    assert p.returncode in (1, 2), err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle in err
+    # nothing was written
+    blobs = root / "content" / "blobs" / "sha256"
+    assert not blobs.exists() or list(blobs.iterdir()) == []
+
+
+def test_invalid_values_exit_2(tmp_path: Path) -> None:
+    assert run(tmp_path / "s", "content", "info", "sha256:zz").returncode == 2
+    assert run(tmp_path / "s", "images", "ls", "name~=(").returncode == 2
+
+
+def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    db = open_db(root)
+    m = random_image(db, 7)
+    db.create(Image(name="example.com/a:1", target=m))
+    db.close()
+    ok(run(root, "images", "tag", "example.com/a:1", "example.com/a:2"))
+    names = ok(run(root, "images", "ls", "-q")).split()
+    assert names == ["example.com/a:1", "example.com/a:2"]
+    text = ok(run(root, "images", "ls"))
+    assert "REF" in text and str(m.digest) in text
+    ins = json.loads(ok(run(root, "images", "inspect", "example.com/a:2")))
+    assert ins["target"]["digest"] == m.digest and len(ins["graph"]) == 4
+    ok(run(root, "images", "rm", "example.com/a:1"))
+    assert len(ok(run(root, "content", "ls", "-q")).split()) == 4  # still named as a:2
+    ok(run(root, "images", "rm", "example.com/a:2"))
+    assert ok(run(root, "content", "ls", "-q")) == ""
+
+
+def test_leases_cli(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    lid = ok(run(root, "leases", "create", "--id", "mine", "--expires", "1h")).strip()
+    assert lid == "mine"
+    out = json.loads(ok(run(root, "leases", "ls", "--format", "json")))
+    assert out[0]["id"] == "mine" and "containerd.io/gc.expire" in out[0]["labels"]
+    ok(run(root, "leases", "rm", "mine"))
+    assert json.loads(ok(run(root, "leases", "ls", "--format", "json"))) == []
+
+
+def test_gc_cli(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    ok(run(root, "content", "ingest", "r", input=b"garbage"))
+    out = json.loads(ok(run(root, "gc", "--format", "json")))
+    assert out["blobs"] == ["sha256:" + hashlib.sha256(b"garbage").hexdigest()]
+    assert out["bytes"] == 7
+
+
+def test_fsck_finds_and_repairs_corruption(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    db = open_db(root)
+    m = random_image(db, 9, layers=2)
+    db.create(Image(name="img", target=m))
+    good = db.content.blob_path(m.digest)
+    from support.store import graph
+
+    layer = sorted(graph(db, m) - {m.digest})[0]
+    db.close()
+    assert "0 problems" in ok(run(root, "fsck"))
+    bad = root / "content" / "blobs" / "sha256" / layer[7:]
+    os.chmod(bad, 0o644)
+    bad.write_bytes(b"bit rot")
+    p = run(root, "fsck")
+    assert p.returncode == 1
+    lines = p.stdout.decode().splitlines()
+    assert any(line.startswith(f"blob {layer}: content hashes to") for line in lines)
+    assert any(line.startswith("image img: missing") and layer in line for line in lines)
+    p = run(root, "fsck", "--repair")
+    assert "(repaired)" in p.stdout.decode()
+    assert not bad.exists() and good.exists()  # only the untrusted blob went
+    p = run(root, "fsck")
+    assert p.returncode == 1 and "image img: missing" in p.stdout.decode()
+
+
+def test_help_is_fast_and_lists_commands(tmp_path: Path) -> None:
+    out = ok(run(None, "--help"))
+    for cmd in ("content", "images", "leases", "gc", "fsck"):
+        assert cmd in out
