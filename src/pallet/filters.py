@@ -72,15 +72,18 @@ def _scan(text: str) -> list[str]:
             toks.append('"' + "".join(buf))
             i = j + 1
         elif text.startswith(("==", "!=", "~="), i):
-            toks.append(text[i:i + 2])
+            toks.append(text[i : i + 2])
             i += 2
         elif c in ",.":
             toks.append(c)
             i += 1
         else:
             j = i
-            while j < len(text) and text[j] not in ',."' and not text.startswith(
-                    ("==", "!=", "~="), j):
+            while (
+                j < len(text)
+                and text[j] not in ',."'
+                and not text.startswith(("==", "!=", "~="), j)
+            ):
                 j += 1
             toks.append(text[i:j].strip())
             i = j
@@ -112,12 +115,12 @@ def _parse_one(text: str) -> tuple[_Term, ...]:
             raise InvalidArgument(f"filter {text!r}: empty term")
         m = re.search(r"(==|!=|~=)", _mask_quotes(part))
         if m:
-            lhs, op, rhs = part[:m.start()], m.group(1), part[m.end():].strip()
+            lhs, op, rhs = part[: m.start()], m.group(1), part[m.end() :].strip()
         else:
             lhs, op, rhs = part, "", ""
         path = _parse_path(lhs.strip(), text)
         value = rhs
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"/":
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in '"/':
             value = value[1:-1]
         elif op and not value:
             raise InvalidArgument(f"filter {text!r}: missing value after {op}")

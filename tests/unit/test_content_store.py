@@ -209,7 +209,7 @@ def test_walk_filters(store: LocalStore) -> None:
     b = write(store, "b", b"bbb", labels={"kind": "y"})
     c = write(store, "c", b"ccc")
     assert {i.digest for i in store.walk()} == {a, b, c}
-    assert [i.digest for i in store.walk(['labels.kind==x'])] == [a]
+    assert [i.digest for i in store.walk(["labels.kind==x"])] == [a]
     assert [i.digest for i in store.walk(['labels."dotted.key"'])] == [a]
     assert {i.digest for i in store.walk(["labels.kind"])} == {a, b}
     assert {i.digest for i in store.walk(["labels.kind!=x"])} == {b, c}

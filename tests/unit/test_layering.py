@@ -26,8 +26,17 @@ ALLOWED: dict[str, set[str]] = {
     "snapshots": LAYER0,
     "metadata": LAYER0 | {"content", "compression", "archive", "leases", "images", "snapshots"},
     "remote": LAYER0 | {"content", "images"},
-    "exporter": LAYER0 | {"content", "compression", "archive", "leases", "images", "snapshots",
-                          "remote.protocol", "remote"},
+    "exporter": LAYER0
+    | {
+        "content",
+        "compression",
+        "archive",
+        "leases",
+        "images",
+        "snapshots",
+        "remote.protocol",
+        "remote",
+    },
     "cli": {"*"},
     "__init__": {"errors", "oci"},
 }
@@ -94,8 +103,11 @@ def violations(src: Path) -> list[str]:
                 if target not in allowed and sub not in allowed:
                     bad.append(f"{f.relative_to(src)}:{line}: {pkg} may not import {mod}")
                 # the exporter sees stores only through their protocols
-                if pkg == "exporter" and (mod.endswith(".local") or mod.endswith("metadata.db")
-                                          or mod.endswith("remote.client")):
+                if pkg == "exporter" and (
+                    mod.endswith(".local")
+                    or mod.endswith("metadata.db")
+                    or mod.endswith("remote.client")
+                ):
                     bad.append(f"{f.relative_to(src)}:{line}: exporter imports concrete {mod}")
             elif top in stdlib or top in ("__future__", "_typeshed"):
                 continue

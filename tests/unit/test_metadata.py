@@ -41,8 +41,9 @@ def test_image_create_get_list_update_delete(db: DB) -> None:
     assert up.target.size == 20 and up.labels == {}
     up = db.update(Image(name="b", target=t, labels={"y": "2"}), ["labels.y"])
     assert up.labels == {"y": "2"} and up.target.size == 20
-    up = db.update(Image(name="b", target=replace(t, annotations={"k": ""}), labels={}),
-                   ["annotations.k"])
+    up = db.update(
+        Image(name="b", target=replace(t, annotations={"k": ""}), labels={}), ["annotations.k"]
+    )
     assert dict(up.target.annotations) == {}
     with pytest.raises(InvalidArgument, match="field path"):
         db.update(Image(name="b", target=t), ["name"])
@@ -81,8 +82,10 @@ def test_leases(db: DB) -> None:
     assert [x.id for x in lm.list(["labels.a==c"])] == []
     lm.add_resource("l1", Resource("content", ZERO))
     lm.add_resource("l1", Resource("snapshots/native", "k1"))
-    assert lm.list_resources("l1") == [Resource("content", ZERO),
-                                       Resource("snapshots/native", "k1")]
+    assert lm.list_resources("l1") == [
+        Resource("content", ZERO),
+        Resource("snapshots/native", "k1"),
+    ]
     lm.delete_resource("l1", Resource("content", ZERO))
     assert lm.list_resources("l1") == [Resource("snapshots/native", "k1")]
     with pytest.raises(Unsupported):
@@ -169,8 +172,11 @@ def test_gc_shared_blob_survives_deleting_one_image(db: DB) -> None:
 def test_gc_chained_refs_and_root_label(db: DB) -> None:
     c = put(db, b"leaf")
     b = put(db, b"middle", labels={"containerd.io/gc.ref.content.x": c.digest})
-    a = put(db, b"top", labels={"containerd.io/gc.ref.content/other": b.digest,
-                                "containerd.io/gc.root": "yes"})
+    a = put(
+        db,
+        b"top",
+        labels={"containerd.io/gc.ref.content/other": b.digest, "containerd.io/gc.root": "yes"},
+    )
     lone = put(db, b"lone")
     db.collect()
     assert all(exists(db, d.digest) for d in (a, b, c)) and not exists(db, lone.digest)
@@ -184,8 +190,9 @@ def test_gc_chained_refs_and_root_label(db: DB) -> None:
 def test_gc_flat_lease_does_not_follow_refs(db: DB) -> None:
     db.leases.create("flat", {"containerd.io/gc.flat": "1"})
     child = put(db, b"child")
-    parent = put(db, b"parent", lease="flat",
-                 labels={"containerd.io/gc.ref.content.c": child.digest})
+    parent = put(
+        db, b"parent", lease="flat", labels={"containerd.io/gc.ref.content.c": child.digest}
+    )
     db.collect()
     assert exists(db, parent.digest) and not exists(db, child.digest)
 
@@ -193,8 +200,9 @@ def test_gc_flat_lease_does_not_follow_refs(db: DB) -> None:
 def test_gc_image_label_refs_are_roots(db: DB) -> None:
     extra = put(db, b"referenced by the image record")
     m = random_image(db, 3)
-    db.create(Image(name="x", target=m,
-                    labels={"containerd.io/gc.ref.content.extra": extra.digest}))
+    db.create(
+        Image(name="x", target=m, labels={"containerd.io/gc.ref.content.extra": extra.digest})
+    )
     db.collect()
     assert exists(db, extra.digest) and exists(db, m.digest)
 

@@ -8,8 +8,11 @@ import pallet
 
 def test_all_is_sorted_and_complete() -> None:
     assert pallet.__all__ == sorted(pallet.__all__)
-    public = {n for n in dir(pallet) if not n.startswith("_")} - {"annotations"} - {
-        m.name for m in pkgutil.iter_modules(pallet.__path__)}
+    public = (
+        {n for n in dir(pallet) if not n.startswith("_")}
+        - {"annotations"}
+        - {m.name for m in pkgutil.iter_modules(pallet.__path__)}
+    )
     assert set(pallet.__all__) - {"__version__"} == public
 
 

@@ -60,9 +60,15 @@ def test_many_processes_one_store(tmp_path: Path) -> None:
     root = tmp_path / "store"
     open_db(root).close()
     tests_dir = str(Path(__file__).resolve().parents[1])
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(w), tests_dir],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for w in range(5)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(root), str(w), tests_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(5)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -118,8 +124,11 @@ def test_sigkill_writer_leaves_store_valid_and_resumable(tmp_path: Path, kill_at
     payload.write_bytes(data)
     dg = Digest("sha256:" + hashlib.sha256(data).hexdigest())
     target = {"start": 0, "early": 1 << 16, "middle": 2 << 20, "end": len(data)}.get(kill_at)
-    p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), str(payload),
-                          "slow"], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(root), str(payload), "slow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert p.stdout is not None
     for line in p.stdout:
         word, _, num = line.partition(" ")
