@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.store import random_image
 
 from pallet.images import Image
 from pallet.metadata.db import open_db
+from support.store import random_image
 
 
 def run(

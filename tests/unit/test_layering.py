@@ -93,10 +93,7 @@ def violations(src: Path) -> list[str]:
             top = mod.split(".")[0]
             if top == "pallet":
                 parts = mod.split(".")
-                if len(parts) == 1:
-                    target = "__init__"
-                else:
-                    target = parts[1]
+                target = "__init__" if len(parts) == 1 else parts[1]
                 if "*" in allowed or target == pkg:
                     continue
                 sub = ".".join(parts[1:3])

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support.store import graph, put, random_image
 
 from pallet.errors import AlreadyExists, InvalidArgument, NotFound, Unsupported
 from pallet.images import Image
@@ -15,6 +14,7 @@ from pallet.metadata.db import DB
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
+from support.store import graph, put, random_image
 
 ZERO = Digest("sha256:" + "0" * 64)
 
