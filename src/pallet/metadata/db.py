@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .. import filters as _filters
 from .. import labels as _labels
@@ -35,7 +35,10 @@ from ..leases import RESOURCE_TYPES, Lease, Resource
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 
-__all__ = ["DB", "SnapshotRecords", "open_db"]
+if TYPE_CHECKING:
+    from ..snapshots.native import NativeSnapshotter
+
+__all__ = ["DB", "open_db"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs(
@@ -54,7 +57,7 @@ CREATE TABLE IF NOT EXISTS snapshots(
     snapshotter TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, parent TEXT NOT NULL,
     kind TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}', created TEXT NOT NULL,
     updated TEXT NOT NULL, size INTEGER NOT NULL DEFAULT -1, inodes INTEGER NOT NULL DEFAULT -1,
-    PRIMARY KEY(snapshotter, key));
+    source TEXT NOT NULL DEFAULT '', PRIMARY KEY(snapshotter, key));
 CREATE INDEX IF NOT EXISTS snapshots_by_parent ON snapshots(snapshotter, parent);
 """
 
@@ -71,14 +74,6 @@ def _dt(s: str) -> datetime:
     return datetime.fromisoformat(s)
 
 
-class SnapshotRecords(Protocol):
-    """What a snapshotter tells the collector: its name, records and how to remove one."""
-
-    name: str
-
-    def gc_remove(self, key: str) -> None: ...
-
-
 def _target_json(d: Descriptor) -> str:
     return json.dumps(d.to_json(), sort_keys=True)
 
@@ -90,7 +85,7 @@ class DB:
         self.root = root
         self.path = root / "metadata.db"
         self._local = threading.local()
-        self.snapshotters: dict[str, SnapshotRecords] = {}
+        self.snapshotters: dict[str, NativeSnapshotter] = {}
         c = self._conn()
         for stmt in filter(str.strip, _SCHEMA.split(";")):
             c.execute(stmt)
@@ -304,6 +299,19 @@ class DB:
     @property
     def images(self) -> DB:
         return self
+
+    def snapshotter(self, name: str = "native") -> NativeSnapshotter:
+        """The directory snapshotter ``name`` under ``<root>/snapshots/<name>``."""
+        sn = self.snapshotters.get(name)
+        if sn is None:
+            from ..snapshots.native import NativeSnapshotter
+            from .snapshots import SnapshotTable
+
+            sn = NativeSnapshotter(
+                self.root / "snapshots" / name, SnapshotTable(self, name), name=name
+            )
+            self.snapshotters[name] = sn
+        return sn
 
     # -- garbage collection -------------------------------------------------------------------
     def collect(self, **kw: Any) -> Any:

@@ -173,9 +173,7 @@ def collect(
         depth = {k: _depth(k, snaps) for k in dead}
         for k in sorted(dead, key=lambda k: -depth[k]):
             sn, key = k.split("/", 1)
-            snapshotter = db.snapshotters.get(sn)
-            if snapshotter is None:
-                continue
+            snapshotter = db.snapshotter(sn)
             with contextlib.suppress(NotFound):
                 snapshotter.gc_remove(key)
             stats.snapshots.append(k)
