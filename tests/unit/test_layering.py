@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "snapshots": LAYER0,
     "metadata": LAYER0 | {"content", "compression", "archive", "leases", "images", "snapshots"},
     "remote": LAYER0 | {"content", "images"},
+    "rootfs": LAYER0 | {"content", "compression", "archive", "snapshots", "images", "leases"},
     "exporter": LAYER0
     | {
         "content",
@@ -34,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "leases",
         "images",
         "snapshots",
-        "remote.protocol",
+        "rootfs",
         "remote",
     },
     "cli": {"*"},
