@@ -47,10 +47,15 @@ def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
     return out
 
 
-def apply_layers(snapshotter: Snapshotter, provider: Provider, layers: Sequence[Layer], *,
-                 lease: str | None = None,
-                 on_warning: Callable[[str], None] | None = None,
-                 on_layer: Callable[[Layer, bool], None] | None = None) -> Digest:
+def apply_layers(
+    snapshotter: Snapshotter,
+    provider: Provider,
+    layers: Sequence[Layer],
+    *,
+    lease: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_layer: Callable[[Layer, bool], None] | None = None,
+) -> Digest:
     """Make the chain of ``layers`` present in ``snapshotter``; returns the top chain ID.
 
     ``on_layer(layer, applied)`` is told of each layer (applied False: it was present already).
@@ -75,8 +80,15 @@ def apply_layers(snapshotter: Snapshotter, provider: Provider, layers: Sequence[
     return chains[-1] if chains else Digest("")
 
 
-def _apply_one(sn: Snapshotter, provider: Provider, layer: Layer, chain: Digest, parent: str,
-               lease: str | None, on_warning: Callable[[str], None] | None) -> None:
+def _apply_one(
+    sn: Snapshotter,
+    provider: Provider,
+    layer: Layer,
+    chain: Digest,
+    parent: str,
+    lease: str | None,
+    on_warning: Callable[[str], None] | None,
+) -> None:
     while True:
         key = f"extract-{time.time_ns()}-{secrets.token_urlsafe(6)} {chain}"
         try:
@@ -85,10 +97,11 @@ def _apply_one(sn: Snapshotter, provider: Provider, layer: Layer, chain: Digest,
         except AlreadyExists:
             continue
     try:
-        with provider.open(layer.blob) as raw, decompressed_reader(
-                raw, name=f"layer {layer.blob.digest}") as tar:
-            apply_tar(tar, as_dir(mounts), expected_diff_id=layer.diff_id,
-                      on_warning=on_warning)
+        with (
+            provider.open(layer.blob) as raw,
+            decompressed_reader(raw, name=f"layer {layer.blob.digest}") as tar,
+        ):
+            apply_tar(tar, as_dir(mounts), expected_diff_id=layer.diff_id, on_warning=on_warning)
         try:
             sn.commit(chain, key, lease=lease)
         except AlreadyExists:
