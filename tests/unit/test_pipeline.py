@@ -508,6 +508,20 @@ def test_producer_swallowing_the_stop_signal_still_reports_store_error() -> None
         write_layer(produce, store, compression=Compression.UNCOMPRESSED)
 
 
+def test_leftover_ingest_under_the_same_ref_is_restarted(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "c")
+    with store.writer("layer-again") as w:
+        w.write(b"garbage from an interrupted run")  # closed, not committed: kept for resume
+    assert [s.offset for s in store.list_statuses()] == [31]
+    data = b"tar stream" * 1000
+    res = write_layer(
+        bytes_producer(data), store, compression=Compression.UNCOMPRESSED, ref="layer-again"
+    )
+    assert res.descriptor.digest == sha(data)
+    assert read_blob(store, res.descriptor.digest) == data
+    assert store.list_statuses() == []
+
+
 def test_ref_in_use_is_unavailable(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "c")
     with store.writer("layer-busy"), pytest.raises(Unavailable):

@@ -14,9 +14,11 @@ pass, without ever holding a whole layer in memory::
   compression, store writes: C code that releases the GIL) overlap, and memory stays flat: the
   queue, the compressor's in-flight blocks (``2 * threads`` MiB for gzip, libzstd's job buffers for
   zstd) and nothing else.
-* The consumer hashes the uncompressed bytes (the diffID), feeds the compressor, hashes what comes
-  out (the blob digest) and appends it to the content-store writer. For an uncompressed layer the
-  second hash is skipped: the digest *is* the diffID.
+* The consumer hashes the uncompressed bytes (the diffID), feeds the compressor and appends its
+  output to the content-store writer, whose ``digest()`` (the writer hashes what it stores) is the
+  blob digest: the compressed bytes are hashed once, not twice. For an uncompressed layer the
+  diffID hash is skipped too: the digest *is* the diffID. An ingest left under the same ref by an
+  interrupted run is truncated first (a stream cannot resume).
 * When ``produce`` returns, the sink is drained, the compressor finished and the ingest committed
   with ``commit(size, digest, labels=...)``. ``AlreadyExists`` means the same blob is present,
   which is success: the labels are then merged into it with ``update(info, ["labels.<k>", ...])``.
@@ -249,8 +251,9 @@ class _Consumer(threading.Thread):
         self._comp = comp
         self._w = writer
         self._failed = failed
-        self.diff = Digester()
-        self.blob = Digester() if comp.compression is not Compression.UNCOMPRESSED else None
+        # The writer hashes what it stores (its digest() is the blob digest), so only the
+        # uncompressed stream needs a hasher here, and not even that for uncompressed layers.
+        self.diff = Digester() if comp.compression is not Compression.UNCOMPRESSED else None
         self.size_in = 0
         self.size_out = 0
         self.error: BaseException | None = None
@@ -258,8 +261,6 @@ class _Consumer(threading.Thread):
     def _emit(self, out: bytes) -> None:
         if not out:
             return
-        if self.blob is not None:
-            self.blob.update(out)
         self._w.write(out)
         self.size_out += len(out)
 
@@ -274,7 +275,8 @@ class _Consumer(threading.Thread):
                 if item is _ABORT:
                     return
                 assert isinstance(item, (bytes, bytearray))
-                self.diff.update(item)
+                if self.diff is not None:
+                    self.diff.update(item)
                 self.size_in += len(item)
                 self._emit(self._comp.compress(item))
         except BaseException as exc:
@@ -353,6 +355,8 @@ def write_layer(
     committed = False
     try:
         with store.writer(ref, lease=lease) as w:
+            if w.offset:  # an interrupted ingest under this ref: a stream cannot resume
+                w.truncate(0)
             q: queue.Queue[object] = queue.Queue(QUEUE_CHUNKS)
             failed = threading.Event()
             consumer = _Consumer(q, comp, w, failed, ref)
@@ -372,8 +376,8 @@ def write_layer(
                 raise _translate(consumer.error, noun) from consumer.error
             if produce_error is not None:
                 raise produce_error
-            did = consumer.diff.digest()
-            dgst = consumer.blob.digest() if consumer.blob is not None else did
+            dgst = w.digest()
+            did = consumer.diff.digest() if consumer.diff is not None else dgst
             usize, size = consumer.size_in, consumer.size_out
             own: dict[str, str] = {}
             if c is not Compression.UNCOMPRESSED:
