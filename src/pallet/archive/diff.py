@@ -16,8 +16,9 @@ byte, so ``a``, ``a/b``, ``a.b``. Each path falls in one of three cases:
   for non-directories, same size and same mtime seconds. When both mtimes have zero nanoseconds
   the timestamps may have been truncated (by a copy or a tar round trip), so the content (or the
   symlink target) is compared byte for byte; otherwise the nanoseconds must match. A changed
-  file is re-emitted whole; a directory whose metadata changed is re-emitted as a directory
-  entry and its unchanged children are not.
+  file is re-emitted whole; a directory whose metadata (including its mtime, to the second,
+  which containerd ignores) changed is re-emitted as a directory entry and its unchanged
+  children are not, so applying the diff reproduces the upper tree's times exactly.
 
 ``lower=None`` turns the whole upper tree into one layer ("layer from a directory") through a
 tight loop without any comparison.
@@ -499,6 +500,9 @@ class _Walker:
             lst.st_mode == ust.st_mode
             and lst.st_uid == ust.st_uid
             and lst.st_gid == ust.st_gid
+            # unlike containerd, a directory whose mtime (to the second) changed is emitted, so
+            # that applying the diff reproduces the upper tree's times exactly
+            and lst.st_mtime_ns // _NS == ust.st_mtime_ns // _NS
             and _xattrs(lpath) == uxattrs
         )
 
@@ -548,6 +552,8 @@ def _same(lpath: bytes, lst: os.stat_result, upath: bytes, ust: os.stat_result) 
         or lst.st_gid != ust.st_gid
         or lst.st_rdev != ust.st_rdev
         or lst.st_size != ust.st_size
+        # a changed hard-link count means the link structure changed (containerd misses this)
+        or lst.st_nlink != ust.st_nlink
     ):
         return False
     lsec, lns = divmod(lst.st_mtime_ns, _NS)
