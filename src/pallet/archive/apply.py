@@ -1,0 +1,1118 @@
+"""Apply an uncompressed OCI layer tar stream to a directory, safely.
+
+Theory of operation
+===================
+
+``apply_tar(stream, root)`` makes one pass over the stream. A small reader (``_TarReader``) pulls
+the bytes in 1 MiB chunks into one reusable buffer, feeds every chunk to the diff-id hasher as it
+arrives (so each byte is hashed exactly once, trailing padding after the end-of-archive marker
+included) and parses tar headers straight out of that buffer: ustar, POSIX prefix, PAX ``x``
+records (``path``, ``linkpath``, ``size``, ``uid``, ``gid``, ``mtime``, ``atime``,
+``SCHILY.xattr.*``), GNU ``L``/``K`` long names and base-256 numbers. Regular file data goes from
+the buffer to the new file with ``os.write``; nothing is buffered beyond one chunk.
+
+Each entry is then applied as containerd's ``archive.Apply`` does (``applyNaive``), see
+``spec/containerd.md`` §4.2:
+
+1. The name is cleaned lexically (``.``, empty components dropped, ``..`` popped and clamped at
+   the root). A name that cleans to the root itself (``.``, ``./``, ``/``, ``..``) is ignored.
+2. The *parent* is resolved inside the root (below); the last component is never followed.
+3. Whiteouts: ``.wh..wh..opq`` deletes every existing child of the directory that was not
+   unpacked from this layer, recursively, so entries of this layer before and after the marker
+   survive; ``.wh.<x>`` removes ``<x>``; ``.wh.``, ``.wh..`` and ``.wh...`` are refused; other
+   ``.wh..wh.*`` names (AUFS metadata) are skipped with a warning. Whiteouts are never written.
+4. An existing path is removed first, unless a directory replaces a directory (then only the
+   metadata is merged). Removing a directory is recursive and never follows symlinks.
+5. Create by type: directories, regular files, hard links (target resolved in the root exactly as
+   a parent path is, then ``linkat`` *without* ``AT_SYMLINK_FOLLOW``), symlinks (target
+   verbatim), FIFOs, and character/block devices (only as root; skipped with a warning
+   otherwise). Unknown entry types are refused.
+6. Metadata in containerd's order: ``lchown`` (numeric ids; root only, else one warning), xattrs
+   from ``SCHILY.xattr.*`` (``trusted.*`` refused with a warning; ENOTSUP/EPERM/EACCES skipped
+   with a warning), ``chmod`` including setuid/setgid/sticky (after chown, which clears them;
+   never on symlinks), then times: mtime, atime = max(atime, mtime), both clamped to epoch when
+   out of range, never following a symlink. Directory times are set after everything else, in
+   entry order, because creating children would bump them.
+
+Missing parent directories are created with mode 0755. Invalid archives raise
+``InvalidArgument("layer entry <name>: <what>")``; unsupported inputs (GNU sparse files) raise
+``Unsupported``; other file-system failures raise ``FailedPrecondition``. After any error the root
+is left partially modified and must be discarded by the caller (containerd removes the snapshot).
+
+Safety argument
+===============
+
+Threat model: the layer's bytes are hostile; the caller owns ``root`` and nothing else writes
+below it during the apply (other processes renaming our directories elsewhere are out of scope).
+
+Claim: no operation performed for a layer creates, removes or modifies anything outside ``root``.
+
+* Every file-system call is relative to a directory file descriptor (``dir_fd=``/``*at``), with a
+  single-component name (never containing ``/``, never ``..``; ``.`` only to reopen a directory
+  for reading). The starting descriptor is the root itself, opened once. The one exception is
+  xattrs on symlinks, nodes and hard links (Linux has no ``lsetxattrat``): they use
+  ``/proc/self/fd/<dirfd>/<name>`` with ``XATTR_NOFOLLOW``, which the kernel resolves through our
+  descriptor (without ``/proc``: the root path plus the resolved real path, still no-follow).
+* A directory descriptor is only ever obtained by ``openat(dirfd, name, O_PATH | O_DIRECTORY |
+  O_NOFOLLOW)`` from another such descriptor (or by creating the directory there first), so every
+  descriptor designates a directory reached from the root by real (non-symlink) directory steps.
+  Nothing is ever renamed, so such a directory stays inside the root.
+* Symlinks in a parent path are not left to the kernel: ``O_NOFOLLOW`` makes the open fail, we
+  read the link and continue the walk ourselves, evaluating the target as if the root were ``/``:
+  an absolute target restarts at the root descriptor, ``..`` pops one real component and stops at
+  the root (it is a lexical pop on the already-resolved real path, not a kernel ``..``). At most
+  255 links are followed per resolution. This is continuity's ``fs.RootPath``, but performed on
+  descriptors, so even a component swapped for a symlink after it was checked is not followed.
+* The final component is never followed: files are created with ``O_CREAT | O_EXCL |
+  O_NOFOLLOW`` (so never opened through an existing link or hard link), ``mkdir``/``mknod``/
+  ``symlink``/``linkat`` fail on an existing name (which we then remove with ``unlinkat`` or an
+  fd-based ``rmtree``), ``chown``, ``utime`` and xattrs on non-fd objects use
+  ``AT_SYMLINK_NOFOLLOW``, chmod of regular files and directories is ``fchmod`` on a descriptor
+  opened ``O_NOFOLLOW``, and the only path-based ``fchmodat`` (which would follow a final
+  symlink) targets an object we have just created with ``mknod``/``mkdir`` or, for hard links,
+  just ``lstat``-ed as a non-symlink; nothing else writes the tree in between.
+* Hard link targets are resolved with the same in-root walk and linked with ``linkat(flags=0)``,
+  which links a symlink itself rather than its target (the CVE-2021-32760 and
+  python/cpython#151558 classes); there is no "extract the data instead" fallback.
+* Directory times, applied at the end, re-walk the recorded *real* path with ``O_NOFOLLOW`` and
+  use ``AT_SYMLINK_NOFOLLOW``; if the tree changed meanwhile the worst case is a timestamp on some
+  other object inside the root.
+* The resolver caches descriptors (keyed by cleaned name and by real path) for speed. The cache is
+  dropped whenever a directory or symlink is removed, so later names resolve against the current
+  tree; staleness could only misplace data *inside* the root, never outside (previous bullets).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import resource
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Final, Protocol
+
+from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from ..oci.digest import Digest
+
+__all__ = ["ApplyResult", "apply_tar"]
+
+_CHUNK: Final = 1 << 20  # stream read size; also the largest single os.write
+_BLOCK: Final = 512
+_ZERO_BLOCK: Final = bytes(_BLOCK)
+_MAX_META: Final = 16 << 20  # largest PAX / GNU long-name payload accepted
+_MAX_HOPS: Final = 255  # symlinks followed per resolution (continuity fs.RootPath)
+_MAX_WARNINGS: Final = 1000
+_MAX_TIME_NS: Final = (1 << 63) - 1
+
+# typeflags (as ints: header[156])
+_T_AREG: Final = 0
+_T_REG: Final = ord("0")
+_T_LNK: Final = ord("1")
+_T_SYM: Final = ord("2")
+_T_CHR: Final = ord("3")
+_T_BLK: Final = ord("4")
+_T_DIR: Final = ord("5")
+_T_FIFO: Final = ord("6")
+_T_CONT: Final = ord("7")
+_T_PAX: Final = ord("x")
+_T_GPAX: Final = ord("g")
+_T_LONGNAME: Final = ord("L")
+_T_LONGLINK: Final = ord("K")
+_T_SPARSE: Final = ord("S")
+_HEADER_ONLY: Final = frozenset((_T_LNK, _T_SYM, _T_CHR, _T_BLK, _T_DIR, _T_FIFO))
+
+_WH_PREFIX: Final = b".wh."
+_WH_META: Final = b".wh..wh."
+_WH_OPAQUE: Final = b".wh..wh..opq"
+_XATTR_PREFIX: Final = b"SCHILY.xattr."
+
+_O_DIR_PATH: Final = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIR_READ: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# errno values that mean "this archive cannot be applied as written" rather than "the disk failed"
+_ARCHIVE_ERRNOS: Final = frozenset(
+    (
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ELOOP,
+        errno.ENAMETOOLONG,
+        errno.EINVAL,
+        errno.ENOTEMPTY,
+        errno.ENOENT,
+        errno.EPERM,
+        errno.EMLINK,
+        errno.EXDEV,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """What :func:`apply_tar` read and what it could not reproduce."""
+
+    diff_id: Digest  # digest of the whole uncompressed stream, drained to the end
+    size: int  # bytes of the uncompressed stream
+    warnings: tuple[str, ...]
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _EntryError(Exception):
+    """The current entry is invalid; becomes ``InvalidArgument("layer entry <name>: ...")``."""
+
+
+class _Truncated(Exception):
+    """The stream ended inside a header or an entry's data."""
+
+
+def _display(name: bytes) -> str:
+    return name.decode("utf-8", "backslashreplace")
+
+
+# ---------------------------------------------------------------------------------------------
+# tar parsing
+
+
+def _parse_octal(field: bytes) -> int:
+    """A ustar numeric field: octal digits (space/NUL padded) or GNU base-256."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field, "big") & ~(1 << (8 * len(field) - 1))
+        if field[0] & 0x40:  # negative, two's complement
+            value -= 1 << (8 * len(field) - 1)
+        return value
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    if not digits:
+        return 0
+    if digits.translate(None, b"01234567"):
+        raise _EntryError(f"invalid numeric field {field!r}")
+    return int(digits, 8)
+
+
+def _parse_decimal(value: bytes, what: str) -> int:
+    if not value.isdigit():
+        raise _EntryError(f"invalid PAX {what} {value!r}")
+    return int(value)
+
+
+def _parse_pax_time(value: bytes) -> int:
+    """A PAX time record (``[-]seconds[.fraction]``) in nanoseconds."""
+    neg = value.startswith(b"-")
+    sec, _, frac = value.lstrip(b"-").partition(b".")
+    if not sec.isdigit() or (frac and not frac.isdigit()):
+        raise _EntryError(f"invalid PAX time {value!r}")
+    ns = int(sec) * 1_000_000_000 + int((frac + b"000000000")[:9])
+    return -ns if neg else ns
+
+
+def _parse_pax(data: bytes, into: dict[bytes, bytes]) -> None:
+    """Parse ``"<len> <key>=<value>\\n"`` records (values are raw bytes: xattrs are binary)."""
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if data[pos] == 0:  # some writers pad the record block with NULs
+            if data[pos:].strip(b"\0"):
+                raise _EntryError("invalid PAX header: data after NUL padding")
+            break
+        sp = data.find(b" ", pos, pos + 24)
+        if sp < 0 or not data[pos:sp].isdigit():
+            raise _EntryError("invalid PAX record length")
+        length = int(data[pos:sp])
+        rec_end = pos + length
+        if length <= sp - pos + 1 or rec_end > end or data[rec_end - 1] != 0x0A:
+            raise _EntryError("invalid PAX record")
+        key, eq, value = data[sp + 1 : rec_end - 1].partition(b"=")
+        if not eq or not key:
+            raise _EntryError("invalid PAX record (no key)")
+        into[key] = value
+        pos = rec_end
+
+
+class _Entry:
+    __slots__ = (
+        "atime",
+        "gid",
+        "linkname",
+        "major",
+        "minor",
+        "mode",
+        "mtime",
+        "name",
+        "size",
+        "type",
+        "uid",
+        "xattrs",
+    )
+
+    def __init__(self) -> None:
+        self.name = b""
+        self.type = _T_REG
+        self.mode = 0
+        self.uid = 0
+        self.gid = 0
+        self.size = 0
+        self.mtime = 0  # ns
+        self.atime = 0  # ns
+        self.linkname = b""
+        self.major = 0
+        self.minor = 0
+        self.xattrs: list[tuple[bytes, bytes]] = []
+
+
+class _TarReader:
+    """Streaming tar reader over one reusable buffer; hashes and counts every byte it reads."""
+
+    def __init__(self, stream: BinaryIO, hasher: _Hasher) -> None:
+        readinto = getattr(stream, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = readinto
+        self._read: Callable[[int], bytes] = stream.read
+        self._buf = bytearray(_CHUNK)
+        self._mv = memoryview(self._buf)
+        self._pos = 0
+        self._end = 0
+        self._skip = 0  # bytes of the last entry (data + padding) not consumed yet
+        self._hasher = hasher
+        self.size = 0
+        self.current = b""  # name of the entry being read, for messages
+
+    # -- raw input -------------------------------------------------------------------------
+
+    def _read_into(self, start: int) -> int:
+        """Read at most what fits into the buffer from ``start``; hash it; 0 at EOF."""
+        mv = self._mv
+        if self._readinto is not None:
+            n = self._readinto(mv[start:]) or 0
+        else:
+            data = self._read(_CHUNK - start)
+            n = len(data)
+            mv[start : start + n] = data
+        if n:
+            self._hasher.update(mv[start : start + n])
+            self.size += n
+        return n
+
+    def _fill(self, need: int) -> bool:
+        """Make ``need`` (<= _CHUNK) bytes available at ``_pos``; False at EOF."""
+        avail = self._end - self._pos
+        if avail >= need:
+            return True
+        if self._pos:
+            if avail:
+                self._mv[:avail] = self._mv[self._pos : self._end]
+            self._pos = 0
+            self._end = avail
+        while self._end < need:
+            n = self._read_into(self._end)
+            if not n:
+                return False
+            self._end += n
+        return True
+
+    def _skip_bytes(self, n: int) -> None:
+        avail = self._end - self._pos
+        if n <= avail:
+            self._pos += n
+            return
+        n -= avail
+        self._pos = self._end = 0
+        while n:
+            got = self._read_into(0)
+            if not got:
+                raise _Truncated
+            if got > n:
+                self._pos = n
+                self._end = got
+                return
+            n -= got
+
+    def drain(self) -> None:
+        """Consume (and hash) the rest of the stream."""
+        self._pos = self._end = 0
+        while self._read_into(0):
+            pass
+
+    # -- entry data ------------------------------------------------------------------------
+
+    def copy_to(self, fd: int, size: int) -> None:
+        """Write the next ``size`` data bytes of the current entry to ``fd``."""
+        mv = self._mv
+        remaining = size
+        while remaining:
+            pos = self._pos
+            avail = self._end - pos
+            if not avail:
+                self._pos = self._end = pos = 0
+                avail = self._read_into(0)
+                if not avail:
+                    raise _Truncated
+                self._end = avail
+            k = avail if avail < remaining else remaining
+            chunk = mv[pos : pos + k]
+            written = os.write(fd, chunk)
+            while written < k:
+                written += os.write(fd, chunk[written:])
+            self._pos = pos + k
+            remaining -= k
+        self._skip -= size
+
+    def _read_data(self, size: int) -> bytes:
+        """The whole payload of a metadata entry (PAX, GNU long name), bounded."""
+        if size > _MAX_META:
+            raise _EntryError(f"metadata entry of {size} bytes is too large")
+        out = bytearray()
+        remaining = size
+        while remaining:
+            if self._end == self._pos and not self._fill(1):
+                raise _Truncated
+            k = min(self._end - self._pos, remaining)
+            out += self._mv[self._pos : self._pos + k]
+            self._pos += k
+            remaining -= k
+        self._skip_bytes(-size % _BLOCK)
+        return bytes(out)
+
+    def _block(self) -> bytes | None:
+        if self._end - self._pos < _BLOCK and not self._fill(_BLOCK):
+            if self._end == self._pos:
+                return None
+            raise _Truncated
+        pos = self._pos
+        self._pos = pos + _BLOCK
+        return bytes(self._mv[pos : pos + _BLOCK])
+
+    # -- headers ---------------------------------------------------------------------------
+
+    def next(self) -> _Entry | None:
+        """Parse the next entry; None at the end of the archive (the rest is not drained)."""
+        if self._skip:
+            self._skip_bytes(self._skip)
+            self._skip = 0
+        pax: dict[bytes, bytes] | None = None
+        longname: bytes | None = None
+        longlink: bytes | None = None
+        while True:
+            h = self._block()
+            if h is None:
+                if pax is not None or longname is not None or longlink is not None:
+                    raise _Truncated
+                return None
+            if h == _ZERO_BLOCK:
+                h2 = self._block()
+                if h2 is None or h2 == _ZERO_BLOCK:
+                    return None
+                raise _EntryError("non-zero block after the end-of-archive marker")
+            name = h[:100].split(b"\0", 1)[0]
+            self.current = name
+            chksum = _parse_octal(h[148:156])
+            computed = sum(h) - sum(h[148:156]) + 8 * 32
+            if chksum != computed and chksum != computed - 256 * sum(
+                1 for b in h[:148] + h[156:] if b & 0x80
+            ):
+                raise _EntryError("header checksum mismatch")
+            t = h[156]
+            size = _parse_octal(h[124:136])
+            if size < 0:
+                raise _EntryError("negative size")
+            if t == _T_PAX:
+                if pax is None:
+                    pax = {}
+                _parse_pax(self._read_data(size), pax)
+                continue
+            if t == _T_GPAX:
+                self._skip_bytes(size + (-size % _BLOCK))
+                continue
+            if t == _T_LONGNAME:
+                longname = self._read_data(size).split(b"\0", 1)[0]
+                continue
+            if t == _T_LONGLINK:
+                longlink = self._read_data(size).split(b"\0", 1)[0]
+                continue
+            return self._entry(h, name, t, size, pax, longname, longlink)
+
+    def _entry(
+        self,
+        h: bytes,
+        name: bytes,
+        t: int,
+        size: int,
+        pax: dict[bytes, bytes] | None,
+        longname: bytes | None,
+        longlink: bytes | None,
+    ) -> _Entry:
+        e = _Entry()
+        magic = h[257:265]
+        if magic[:6] == b"ustar\0":
+            # POSIX ustar/pax: prefix field; star puts atime/ctime after a shorter prefix
+            prefix = h[345:476] if h[508:512] == b"tar\0" else h[345:500]
+            prefix = prefix.split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        elif magic == b"ustar  \0":
+            gnu_atime = h[345:357]
+            if gnu_atime[0]:
+                e.atime = _parse_octal(gnu_atime) * 1_000_000_000
+        linkname = h[157:257].split(b"\0", 1)[0]
+        e.mode = _parse_octal(h[100:108]) & 0o7777
+        e.uid = _parse_octal(h[108:116])
+        e.gid = _parse_octal(h[116:124])
+        mtime = _parse_octal(h[136:148]) * 1_000_000_000
+        if t in (_T_CHR, _T_BLK):
+            e.major = _parse_octal(h[329:337])
+            e.minor = _parse_octal(h[337:345])
+        if pax:
+            v = pax.get(b"path")
+            if v:
+                name = v
+            v = pax.get(b"linkpath")
+            if v:
+                linkname = v
+            v = pax.get(b"size")
+            if v:
+                size = _parse_decimal(v, "size")
+            v = pax.get(b"uid")
+            if v:
+                e.uid = _parse_decimal(v, "uid")
+            v = pax.get(b"gid")
+            if v:
+                e.gid = _parse_decimal(v, "gid")
+            v = pax.get(b"mtime")
+            if v:
+                mtime = _parse_pax_time(v)
+            v = pax.get(b"atime")
+            if v:
+                e.atime = _parse_pax_time(v)
+            for key, value in pax.items():
+                if key.startswith(_XATTR_PREFIX):
+                    e.xattrs.append((key[len(_XATTR_PREFIX) :], value))
+                elif key.startswith(b"GNU.sparse."):
+                    t = _T_SPARSE
+        if longname is not None:
+            name = longname
+        if longlink is not None:
+            linkname = longlink
+        if t == _T_AREG and name.endswith(b"/"):
+            t = _T_DIR  # pre-POSIX directories
+        if not (0 <= mtime <= _MAX_TIME_NS):
+            mtime = 0
+        atime = e.atime if e.atime > mtime else mtime
+        e.atime = atime if atime <= _MAX_TIME_NS else 0
+        e.mtime = mtime
+        e.name = name
+        e.linkname = linkname
+        e.type = t
+        self.current = name
+        if t in _HEADER_ONLY:
+            size = 0  # as Go's archive/tar: these types never carry data
+        e.size = size
+        self._skip = size + (-size % _BLOCK)
+        return e
+
+
+# ---------------------------------------------------------------------------------------------
+# applying
+
+
+def _clean(name: bytes) -> list[bytes]:
+    """Lexical clean, rooted: drop empty and ``.`` components, pop ``..`` (clamped at root)."""
+    out: list[bytes] = []
+    for c in name.split(b"/"):
+        if c == b"" or c == b".":
+            continue
+        if c == b"..":
+            if out:
+                out.pop()
+            continue
+        out.append(c)
+    return out
+
+
+class _Applier:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        reader: _TarReader,
+        on_warning: Callable[[str], None] | None,
+    ) -> None:
+        self._reader = reader
+        self._on_warning = on_warning
+        self.warnings: list[str] = []
+        self._root_b = os.fsencode(root)
+        try:
+            self._rootfd = os.open(self._root_b, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"layer root {os.fsdecode(root)}: does not exist") from None
+        except NotADirectoryError:
+            raise InvalidArgument(f"layer root {os.fsdecode(root)}: not a directory") from None
+        self._privileged = os.geteuid() == 0
+        self._warned_owner = False
+        # descriptor cache: real path (b"a/b", b"" = root) -> O_PATH dir fd; cleaned name -> real
+        self._fds: dict[bytes, int] = {b"": self._rootfd}
+        self._lex: dict[bytes, bytes] = {b"": b""}
+        self._stale: list[int] = []
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._fd_limit = 4096 if soft == resource.RLIM_INFINITY else max(32, min(4096, soft // 4))
+        # real paths written by this layer, and their ancestors (for opaque whiteouts)
+        self._unpacked: set[bytes] = set()
+        self._unpacked_anc: set[bytes] = set()
+        # (real path, atime ns, mtime ns, mode to set at the end or -1)
+        self._dir_times: list[tuple[bytes, int, int, int]] = []
+        self._proc_fd = os.path.isdir("/proc/self/fd")
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def warn(self, msg: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(msg)
+        elif len(self.warnings) == _MAX_WARNINGS:
+            self.warnings.append("further warnings suppressed")
+        if self._on_warning is not None:
+            self._on_warning(msg)
+
+    def close(self) -> None:
+        self._invalidate()
+        self._close_stale()
+        os.close(self._rootfd)
+
+    def _invalidate(self) -> None:
+        """Forget every cached resolution (closing is deferred to the end of the entry)."""
+        for real, fd in self._fds.items():
+            if real:
+                self._stale.append(fd)
+        self._fds = {b"": self._rootfd}
+        self._lex = {b"": b""}
+
+    def _close_stale(self) -> None:
+        for fd in self._stale:
+            os.close(fd)
+        self._stale.clear()
+
+    def _mark(self, real: bytes) -> None:
+        self._unpacked.add(real)
+        anc = self._unpacked_anc
+        i = real.rfind(b"/")
+        while i > 0:
+            real = real[:i]
+            if real in anc:
+                break
+            anc.add(real)
+            i = real.rfind(b"/")
+
+    # -- resolution ------------------------------------------------------------------------
+
+    def _resolve(self, lex: bytes, create: bool) -> tuple[int, bytes] | None:
+        """Directory fd and real path for the cleaned directory name ``lex``, in the root.
+
+        Symlinks are followed as if the root were ``/``. With ``create``, missing directories
+        are made (0755); without, None is returned for a missing component.
+        """
+        real = self._lex.get(lex)
+        if real is not None:
+            fd = self._fds.get(real)
+            if fd is not None:
+                return fd, real
+        return self._walk(lex, create)
+
+    def _walk(self, lex: bytes, create: bool) -> tuple[int, bytes] | None:
+        comps = lex.split(b"/")
+        fds = self._fds
+        start = 0
+        real = b""
+        fd = self._rootfd
+        for i in range(len(comps) - 1, 0, -1):
+            r = self._lex.get(b"/".join(comps[:i]))
+            if r is not None and r in fds:
+                start, real, fd = i, r, fds[r]
+                break
+        # stack of components to walk; an int k marks "comps[:k+1] is resolved"
+        pending: list[bytes | int] = []
+        for k in range(len(comps) - 1, start - 1, -1):
+            pending.append(k)
+            pending.append(comps[k])
+        hops = 0
+        while pending:
+            c = pending.pop()
+            if isinstance(c, int):
+                self._lex[b"/".join(comps[: c + 1])] = real
+                continue
+            if c == b"" or c == b".":
+                continue
+            if c == b"..":
+                if real:
+                    real = real.rpartition(b"/")[0]
+                    pfd = fds.get(real)
+                    fd = pfd if pfd is not None else self._open_real(real)
+                continue
+            nreal = real + b"/" + c if real else c
+            nfd = fds.get(nreal)
+            if nfd is None:
+                got = self._step(fd, c, create)
+                if got is None:
+                    return None
+                if isinstance(got, bytes):
+                    hops += 1
+                    if hops > _MAX_HOPS:
+                        raise _EntryError("too many levels of symbolic links")
+                    if got.startswith(b"/"):
+                        real = b""
+                        fd = self._rootfd
+                    pending.extend(reversed(got.split(b"/")))
+                    continue
+                nfd = got
+                fds[nreal] = nfd
+            real = nreal
+            fd = nfd
+        return fd, real
+
+    def _step(self, dirfd: int, c: bytes, create: bool) -> int | bytes | None:
+        """Open directory ``c`` in ``dirfd`` (fd), or return its symlink target (bytes)."""
+        for _ in range(3):
+            try:
+                return os.open(c, _O_DIR_PATH, dir_fd=dirfd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                st = os.stat(c, dir_fd=dirfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    return os.readlink(c, dir_fd=dirfd)
+                raise _EntryError(f"path component {_display(c)!r} is not a directory") from None
+            try:
+                os.mkdir(c, 0o755, dir_fd=dirfd)
+                os.chmod(c, 0o755, dir_fd=dirfd)  # umask-independent; we just made it
+            except FileExistsError:
+                pass
+        raise _EntryError(f"path component {_display(c)!r} keeps changing")
+
+    def _open_real(self, real: bytes) -> int:
+        """fd of an already-resolved real path (no symlinks in it), opened without following."""
+        fd = self._fds.get(real)
+        if fd is not None:
+            return fd
+        comps = real.split(b"/")
+        fd = self._rootfd
+        cur = b""
+        for c in comps:
+            cur = cur + b"/" + c if cur else c
+            nfd = self._fds.get(cur)
+            if nfd is None:
+                nfd = os.open(c, _O_DIR_PATH, dir_fd=fd)
+                self._fds[cur] = nfd
+            fd = nfd
+        return fd
+
+    def _parent(self, comps: list[bytes]) -> tuple[int, bytes]:
+        res = self._resolve(b"/".join(comps[:-1]), True)
+        assert res is not None
+        return res
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def _remove(self, dirfd: int, name: bytes) -> bool:
+        """Remove ``name`` (recursively if a real directory, never following). False if absent."""
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=dirfd)
+            self._invalidate()
+        else:
+            os.unlink(name, dir_fd=dirfd)
+            if stat.S_ISLNK(st.st_mode):
+                self._invalidate()
+        return True
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def _no_owner(self) -> None:
+        if not self._warned_owner:
+            self._warned_owner = True
+            self.warn("ownership not applied: not running as root")
+
+    def _owner_failed(self, e: _Entry, exc: OSError) -> None:
+        if exc.errno in (errno.EPERM, errno.EINVAL):  # user namespace without that id mapped
+            self.warn(f"layer entry {_display(e.name)}: chown {e.uid}:{e.gid}: {exc.strerror}")
+            return
+        raise exc
+
+    def _xattrs(self, e: _Entry, target: int | bytes) -> None:
+        """Set the entry's xattrs on an fd, or on a path without following a final symlink."""
+        for key, value in e.xattrs:
+            if key.startswith(b"trusted."):
+                self.warn(f"layer entry {_display(e.name)}: xattr {_display(key)} refused")
+                continue
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, key, value)
+                else:
+                    os.setxattr(target, key, value, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
+                    self.warn(
+                        f"layer entry {_display(e.name)}: xattr {_display(key)} skipped: "
+                        f"{exc.strerror}"
+                    )
+                    continue
+                raise _EntryError(f"xattr {_display(key)}: {exc.strerror}") from None
+
+    def _meta_fd(self, fd: int, e: _Entry) -> None:
+        """Owner, xattrs, mode and times of a regular file through its descriptor."""
+        if self._privileged:
+            try:
+                os.fchown(fd, e.uid, e.gid)
+            except OSError as exc:
+                self._owner_failed(e, exc)
+        else:
+            self._no_owner()
+        if e.xattrs:
+            self._xattrs(e, fd)
+        os.fchmod(fd, e.mode)
+        os.utime(fd, ns=(e.atime, e.mtime))
+
+    def _meta_at(
+        self,
+        dirfd: int,
+        base: bytes,
+        real: bytes,
+        e: _Entry,
+        symlink: bool,
+        current: os.stat_result | None = None,
+    ) -> None:
+        """Metadata of a non-file object (symlink, device, FIFO, hard link) by name.
+
+        ``current`` is the object's stat when it existed before (a hard link): an owner or mode
+        it already has is not set again, because any chown drops ``security.capability`` (and
+        setuid) of the shared inode.
+        """
+        same_owner = current is not None and (current.st_uid, current.st_gid) == (e.uid, e.gid)
+        if same_owner:
+            pass
+        elif self._privileged:
+            try:
+                os.chown(base, e.uid, e.gid, dir_fd=dirfd, follow_symlinks=False)
+            except OSError as exc:
+                self._owner_failed(e, exc)
+        else:
+            self._no_owner()
+        if e.xattrs:
+            if self._proc_fd:
+                path = b"/proc/self/fd/%d/%s" % (dirfd, base)
+            else:
+                path = self._root_b + b"/" + real
+            self._xattrs(e, path)
+        if not symlink and not (current is not None and stat.S_IMODE(current.st_mode) == e.mode):
+            # fchmodat follows a final symlink; this object was just created (or lstat'ed) by
+            # us as a non-symlink, and we are the only writer of the tree.
+            os.chmod(base, e.mode, dir_fd=dirfd)
+        os.utime(base, ns=(e.atime, e.mtime), dir_fd=dirfd, follow_symlinks=False)
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def apply(self, e: _Entry) -> None:
+        if b"\0" in e.name:
+            raise _EntryError("name contains a NUL byte")
+        comps = _clean(e.name)
+        if not comps:
+            return  # resolves to the root itself: ignored (containerd)
+        base = comps[-1]
+        if base.startswith(_WH_PREFIX):
+            self._whiteout(e, comps)
+            return
+        if len(self._fds) > self._fd_limit:
+            self._invalidate()
+            self._close_stale()
+        t = e.type
+        if t in (_T_REG, _T_AREG, _T_CONT):
+            self._regular(e, comps)
+        elif t == _T_DIR:
+            self._directory(e, comps)
+        elif t == _T_SYM:
+            self._symlink(e, comps)
+        elif t == _T_LNK:
+            self._hardlink(e, comps)
+        elif t in (_T_FIFO, _T_CHR, _T_BLK):
+            self._node(e, comps)
+        elif t == _T_SPARSE:
+            raise Unsupported(f"layer entry {_display(e.name)}: GNU sparse files are not supported")
+        else:
+            raise _EntryError(f"unsupported entry type {bytes((t,))!r}")
+
+    def _regular(self, e: _Entry, comps: list[bytes]) -> None:
+        dirfd, preal = self._parent(comps)
+        base = comps[-1]
+        try:
+            fd = os.open(base, _O_NEW_FILE, 0o600, dir_fd=dirfd)
+        except FileExistsError:
+            self._remove(dirfd, base)
+            fd = os.open(base, _O_NEW_FILE, 0o600, dir_fd=dirfd)
+        try:
+            if e.size:
+                self._reader.copy_to(fd, e.size)
+            self._meta_fd(fd, e)
+        finally:
+            os.close(fd)
+        self._mark(preal + b"/" + base if preal else base)
+
+    def _directory(self, e: _Entry, comps: list[bytes]) -> None:
+        dirfd, preal = self._parent(comps)
+        base = comps[-1]
+        try:
+            os.mkdir(base, 0o700, dir_fd=dirfd)
+        except FileExistsError:
+            st = os.stat(base, dir_fd=dirfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self._remove(dirfd, base)
+                os.mkdir(base, 0o700, dir_fd=dirfd)
+        fd = os.open(base, _O_DIR_READ, dir_fd=dirfd)
+        real = preal + b"/" + base if preal else base
+        try:
+            if self._privileged:
+                try:
+                    os.fchown(fd, e.uid, e.gid)
+                except OSError as exc:
+                    self._owner_failed(e, exc)
+            else:
+                self._no_owner()
+            if e.xattrs:
+                self._xattrs(e, fd)
+            deferred_mode = -1
+            if not self._privileged and e.mode & 0o700 != 0o700:
+                # keep the directory usable for our own later entries; final mode at the end
+                deferred_mode = e.mode
+                os.fchmod(fd, e.mode | 0o700)
+            else:
+                os.fchmod(fd, e.mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        if real in self._fds:
+            os.close(fd)
+        else:
+            self._fds[real] = fd
+        self._lex[b"/".join(comps)] = real
+        self._dir_times.append((real, e.atime, e.mtime, deferred_mode))
+        self._mark(real)
+
+    def _symlink(self, e: _Entry, comps: list[bytes]) -> None:
+        if b"\0" in e.linkname:
+            raise _EntryError("symlink target contains a NUL byte")
+        dirfd, preal = self._parent(comps)
+        base = comps[-1]
+        try:
+            os.symlink(e.linkname, base, dir_fd=dirfd)
+        except FileExistsError:
+            self._remove(dirfd, base)
+            os.symlink(e.linkname, base, dir_fd=dirfd)
+        real = preal + b"/" + base if preal else base
+        self._meta_at(dirfd, base, real, e, True)
+        self._mark(real)
+
+    def _hardlink(self, e: _Entry, comps: list[bytes]) -> None:
+        if b"\0" in e.linkname:
+            raise _EntryError("hardlink target contains a NUL byte")
+        target = _clean(e.linkname)
+        if not target:
+            raise _EntryError("hardlink target is the layer root")
+        tres = self._resolve(b"/".join(target[:-1]), False)
+        if tres is None:
+            raise _EntryError(f"hardlink target {_display(e.linkname)!r} does not exist")
+        tfd, _ = tres
+        tbase = target[-1]
+        dirfd, preal = self._parent(comps)
+        base = comps[-1]
+        try:
+            os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=dirfd, follow_symlinks=False)
+        except FileExistsError:
+            try:
+                tst = os.stat(tbase, dir_fd=tfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _EntryError(
+                    f"hardlink target {_display(e.linkname)!r} does not exist"
+                ) from None
+            st = os.stat(base, dir_fd=dirfd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != (tst.st_dev, tst.st_ino):
+                self._remove(dirfd, base)
+                os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise _EntryError(f"hardlink target {_display(e.linkname)!r} does not exist") from None
+        except PermissionError:
+            raise _EntryError(f"hardlink target {_display(e.linkname)!r} is a directory") from None
+        st = os.stat(base, dir_fd=dirfd, follow_symlinks=False)
+        real = preal + b"/" + base if preal else base
+        self._meta_at(dirfd, base, real, e, stat.S_ISLNK(st.st_mode), st)
+        self._mark(real)
+
+    def _node(self, e: _Entry, comps: list[bytes]) -> None:
+        t = e.type
+        if t != _T_FIFO and not self._privileged:
+            self.warn(f"layer entry {_display(e.name)}: device node skipped: not running as root")
+            return
+        dirfd, preal = self._parent(comps)
+        base = comps[-1]
+        if t == _T_FIFO:
+            kind, dev = stat.S_IFIFO, 0
+        else:
+            kind = stat.S_IFCHR if t == _T_CHR else stat.S_IFBLK
+            dev = os.makedev(e.major, e.minor)
+        for attempt in range(2):
+            try:
+                os.mknod(base, kind | 0o600, dev, dir_fd=dirfd)
+                break
+            except FileExistsError:
+                if attempt:
+                    raise
+                self._remove(dirfd, base)
+            except PermissionError:
+                if t == _T_FIFO:
+                    raise
+                self.warn(f"layer entry {_display(e.name)}: device node skipped: mknod refused")
+                return
+        real = preal + b"/" + base if preal else base
+        self._meta_at(dirfd, base, real, e, False)
+        self._mark(real)
+
+    def _whiteout(self, e: _Entry, comps: list[bytes]) -> None:
+        base = comps[-1]
+        if base == _WH_OPAQUE:
+            dirfd, preal = self._parent(comps)
+            self._opaque(dirfd, preal)
+            return
+        if base.startswith(_WH_META):
+            self.warn(f"layer entry {_display(e.name)}: reserved whiteout name skipped")
+            return
+        victim = base[len(_WH_PREFIX) :]
+        if victim in (b"", b".", b".."):
+            raise _EntryError("invalid whiteout name")
+        res = self._resolve(b"/".join(comps[:-1]), False)
+        if res is not None:
+            self._remove(res[0], victim)
+
+    def _opaque(self, dirfd: int, real: bytes) -> None:
+        """Remove every child of the directory not unpacked from this layer, recursively."""
+        removed = False
+        top = os.open(b".", _O_DIR_READ, dir_fd=dirfd)
+        stack: list[tuple[int, bytes]] = [(top, real)]
+        try:
+            while stack:
+                dfd, dreal = stack.pop()
+                try:
+                    with os.scandir(dfd) as it:
+                        children = [
+                            (os.fsencode(d.name), d.is_dir(follow_symlinks=False)) for d in it
+                        ]
+                    for name, is_dir in children:
+                        child = dreal + b"/" + name if dreal else name
+                        if is_dir and (child in self._unpacked or child in self._unpacked_anc):
+                            stack.append((os.open(name, _O_DIR_READ, dir_fd=dfd), child))
+                        elif child not in self._unpacked:
+                            if is_dir:
+                                shutil.rmtree(name, dir_fd=dfd)
+                            else:
+                                os.unlink(name, dir_fd=dfd)
+                            removed = True
+                finally:
+                    os.close(dfd)
+        finally:
+            for dfd, _ in stack:
+                os.close(dfd)
+        if removed:
+            self._invalidate()
+
+    def finish(self) -> None:
+        """Directory modes (deferred, unprivileged only) and times, in entry order."""
+        for real, atime, mtime, mode in self._dir_times:
+            if len(self._fds) > self._fd_limit:
+                self._invalidate()
+                self._close_stale()
+            parent, _, base = real.rpartition(b"/")
+            try:
+                dirfd = self._open_real(parent)
+                if mode >= 0:
+                    fd = os.open(base, _O_DIR_READ, dir_fd=dirfd)
+                    try:
+                        os.fchmod(fd, mode)
+                    finally:
+                        os.close(fd)
+                os.utime(base, ns=(atime, mtime), dir_fd=dirfd, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue
+                raise  # removed or replaced by a later entry of this layer
+
+
+def apply_tar(
+    stream: BinaryIO,
+    root: str | os.PathLike[str],
+    *,
+    expected_diff_id: Digest | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """Apply an uncompressed layer tar from ``stream`` onto the existing directory ``root``.
+
+    The stream is read to its end (bytes after the end-of-archive marker included) and its
+    digest is returned as ``diff_id`` (sha256, or the algorithm of ``expected_diff_id``).
+
+    Args:
+        stream: uncompressed tar bytes; ``readinto`` is used when available.
+        root: the directory to apply onto (lower layers already applied); must exist.
+        expected_diff_id: when given, the stream must hash to it.
+        on_warning: called with each warning as it happens (they are also returned).
+
+    Raises:
+        InvalidArgument: the archive is malformed or an entry cannot be applied as written
+            (``"layer entry <name>: <what>"``).
+        Unsupported: an entry uses a tar feature pallet does not implement (GNU sparse files).
+        DigestMismatch: the stream does not hash to ``expected_diff_id`` (checked after the
+            apply; the tree is then already modified).
+        NotFound: ``root`` does not exist.
+        FailedPrecondition: the file system refused an operation (ENOSPC, EIO, EACCES...).
+    """
+    algorithm = expected_diff_id.algorithm if expected_diff_id is not None else "sha256"
+    hasher = hashlib.new(algorithm)
+    reader = _TarReader(stream, hasher)
+    applier = _Applier(root, reader, on_warning)
+    try:
+        while True:
+            try:
+                entry = reader.next()
+                if entry is None:
+                    break
+                applier.apply(entry)
+            except _EntryError as exc:
+                raise InvalidArgument(f"layer entry {_display(reader.current)}: {exc}") from None
+            except _Truncated:
+                raise InvalidArgument(
+                    f"layer entry {_display(reader.current)}: unexpected end of stream"
+                ) from None
+            except ValueError as exc:  # embedded NUL and friends from os.*
+                if isinstance(exc, InvalidArgument):
+                    raise
+                raise InvalidArgument(f"layer entry {_display(reader.current)}: {exc}") from None
+            except OSError as exc:
+                msg = f"layer entry {_display(reader.current)}: {exc.strerror or exc}"
+                if exc.errno in _ARCHIVE_ERRNOS:
+                    raise InvalidArgument(msg) from exc
+                raise FailedPrecondition(msg) from exc
+            finally:
+                if applier._stale:
+                    applier._close_stale()
+        try:
+            applier.finish()
+        except OSError as exc:
+            raise FailedPrecondition(f"layer: setting directory times: {exc}") from exc
+        reader.drain()
+    finally:
+        applier.close()
+    diff_id = Digest(f"{algorithm}:{hasher.hexdigest()}")
+    if expected_diff_id is not None and diff_id != expected_diff_id:
+        raise DigestMismatch(f"layer {diff_id}: expected diff_id {expected_diff_id}")
+    return ApplyResult(diff_id=diff_id, size=reader.size, warnings=tuple(applier.warnings))
