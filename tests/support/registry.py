@@ -33,13 +33,23 @@ from pathlib import Path
 
 import pytest
 
+from pallet.remote import Credentials, Options, RetryPolicy
+
+USER = "alice"
+PASSWORD = "pw-Zq8!secret-4242"
+
 __all__ = [
+    "PASSWORD",
+    "USER",
     "Registry",
     "TLSFiles",
     "TokenServer",
     "free_port",
     "htpasswd_line",
     "make_tls",
+    "build_image",
+    "build_index",
+    "options_for",
     "start_registry",
 ]
 
@@ -445,3 +455,74 @@ def start_registry(
     if token_server is not None:
         token_server.stop()
     pytest.fail(f"docker-registry did not start:\n{last_log[-3000:]}")
+
+
+def options_for(reg: Registry, **kw: object) -> Options:
+    """Options that reach ``reg``: its CA and the test user's credentials; fast retries."""
+    creds = {reg.host: Credentials(username=USER, password=PASSWORD)} if reg.users else {}
+    base: dict[str, object] = {
+        "credentials": creds,
+        "ca_file": str(reg.tls.ca_cert) if reg.tls else None,
+        "retry": RetryPolicy(attempts=5, initial=0.05, max_delay=0.5),
+    }
+    base.update(kw)
+    return Options(**base)  # type: ignore[arg-type]
+
+
+def build_image(
+    db: object,
+    sizes: list[int],
+    *,
+    seed: int = 0,
+    shared: list[bytes] | None = None,
+    platform: dict[str, str] | None = None,
+) -> tuple[object, list[object]]:
+    """A manifest with random layers of ``sizes`` (+ ``shared`` layers) in ``db``.
+
+    Returns ``(manifest descriptor, [config and layer descriptors])``.
+    """
+    import json as _json
+    import random as _random
+
+    from pallet.oci import mediatypes as mt
+    from support.store import put
+
+    rnd = _random.Random(seed)
+    blobs = [rnd.randbytes(n) for n in sizes] + list(shared or [])
+    layers = [put(db, b, media_type=mt.OCI_LAYER) for b in blobs]  # type: ignore[arg-type]
+    cfg_obj = {
+        "architecture": (platform or {}).get("architecture", "amd64"),
+        "os": (platform or {}).get("os", "linux"),
+        "rootfs": {"type": "layers", "diff_ids": [str(d.digest) for d in layers]},
+    }
+    cfg = put(db, _json.dumps(cfg_obj).encode(), media_type=mt.OCI_CONFIG)  # type: ignore[arg-type]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": cfg.to_json(),
+        "layers": [d.to_json() for d in layers],
+    }
+    labels = {"containerd.io/gc.ref.content.config": str(cfg.digest)}
+    labels.update(
+        {f"containerd.io/gc.ref.content.l.{i}": str(d.digest) for i, d in enumerate(layers)}
+    )
+    m = put(db, _json.dumps(manifest).encode(), media_type=mt.OCI_MANIFEST, labels=labels)  # type: ignore[arg-type]
+    return m, [cfg, *layers]
+
+
+def build_index(db: object, manifests: list[tuple[object, dict[str, str]]]) -> object:
+    """An OCI index over ``(manifest descriptor, platform)`` pairs."""
+    import json as _json
+    from dataclasses import replace as _replace
+
+    from pallet.oci import mediatypes as mt
+    from pallet.oci.descriptor import Platform
+    from support.store import put
+
+    entries = [
+        _replace(m, platform=Platform.from_json(p)).to_json()  # type: ignore[type-var]
+        for m, p in manifests
+    ]
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    labels = {f"containerd.io/gc.ref.content.m.{i}": e["digest"] for i, e in enumerate(entries)}
+    return put(db, _json.dumps(index).encode(), media_type=mt.OCI_INDEX, labels=labels)  # type: ignore[arg-type]
