@@ -69,6 +69,11 @@ class _InfoProvider(Protocol):
 
 
 @runtime_checkable
+class _Walker(Protocol):
+    def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]: ...
+
+
+@runtime_checkable
 class _LabelManager(Protocol):
     def info(self, dgst: Digest) -> Info: ...
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
@@ -247,11 +252,48 @@ class _Push:
             self.sources[d] = _rank(
                 distribution_sources(self.key, *maps, exclude=ref.repository), ref.repository
             )
+        absent = {d for d, n in graph.blobs.items() if not n.present and not self.sources[d]}
+        if absent:
+            for d, repos in self._lazy_sources(absent).items():
+                self.sources[d] = _rank(repos, ref.repository)
         mounts = {s for srcs in self.sources.values() for s in srcs}
         self.scopes = merge_scopes(
             [repository_scope(ref.repository, "pull", "push")],
             [repository_scope(s, "pull") for s in sorted(mounts)],
         )
+
+    def _lazy_sources(self, absent: set[Digest]) -> dict[Digest, list[str]]:
+        """Sources of blobs never downloaded: the labelled manifests in the store that list them.
+
+        A lazy pull keeps the base manifest (labelled with where it came from) but not its
+        layers; an image built on it lists those layers in a new, unlabelled manifest.
+        """
+        if not isinstance(self.provider, _Walker):
+            return {}
+        import json
+
+        out: dict[Digest, list[str]] = {}
+        try:
+            infos = list(self.provider.walk([f'labels."{self.key}"']))
+        except Error:
+            return {}
+        for info in infos:
+            repos = distribution_sources(self.key, info.labels, exclude=self.ref.repository)
+            if not repos or info.size > MAX_MANIFEST:
+                continue
+            try:
+                with self.provider.open(info.digest) as f:
+                    obj = json.loads(f.read(MAX_MANIFEST + 1))
+            except (Error, ValueError, OSError):
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("layers"), list):
+                continue
+            for layer in obj["layers"]:
+                d = layer.get("digest") if isinstance(layer, dict) else None
+                if d in absent:
+                    known = out.setdefault(Digest(d), [])
+                    known.extend(r for r in repos if r not in known)
+        return out
 
     def _labels_of(self, dgst: Digest) -> Mapping[str, str]:
         if dgst not in self._labels:
