@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "snapshots": LAYER0,
     "metadata": LAYER0 | {"content", "compression", "archive", "leases", "images", "snapshots"},
     "remote": LAYER0 | {"content", "images"},
+    "layout": LAYER0 | {"content", "images", "archive", "compression"},
+    "containerd": LAYER0 | {"content", "images", "leases", "snapshots"},
     "rootfs": LAYER0 | {"content", "compression", "archive", "snapshots", "images", "leases"},
     "exporter": LAYER0
     | {
@@ -45,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
 THIRD_PARTY: dict[str, set[str]] = {
     "compression": {"isal", "zlib_ng", "zstandard"},
     "remote": {"httpx"},
+    "containerd": {"grpc", "google"},
     "cli": {"rich"},
     "progress": set(),
 }

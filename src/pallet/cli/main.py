@@ -526,9 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--repair", action="store_true", help="remove what cannot be trusted (never a valid blob)"
     )
-    from . import export_cmd
+    from . import containerd_cmds, export_cmd, image_cmds, registry_cmds
 
-    export_cmd.register(sub, common, add)
+    for mod in (export_cmd, image_cmds, registry_cmds, containerd_cmds):
+        mod.register(sub, common, add)
     return p
 
 
