@@ -38,7 +38,7 @@ def info(name: str, typ: bytes = tarfile.REGTYPE, **kw: object) -> tarfile.TarIn
 
 
 def f(name: str, data: bytes = b"data\n", **kw: object) -> Member:
-    ti = info(name, **kw)
+    ti = info(name, tarfile.REGTYPE, **kw)
     ti.size = len(data)
     return ti, data
 
