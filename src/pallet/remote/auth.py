@@ -96,6 +96,13 @@ class _Lexer:
             self.i += 1
         return self.s[j : self.i]
 
+    def bare(self) -> str:
+        """An unquoted value; lenient (up to ``,`` or space) for realms written without quotes."""
+        j = self.i
+        while self.i < len(self.s) and self.s[self.i] not in ", \t":
+            self.i += 1
+        return self.s[j : self.i]
+
     def quoted(self) -> str:
         assert self.peek() == '"'
         self.i += 1
@@ -169,7 +176,7 @@ def _parse_field(lx: _Lexer, out: list[Challenge]) -> None:
                 break
             lx.i += 1
             lx.ws()
-            val = lx.quoted() if lx.peek() == '"' else lx.token()
+            val = lx.quoted() if lx.peek() == '"' else lx.bare()
             params[name.lower()] = val
             lx.ws()
             if lx.peek() == ",":

@@ -433,12 +433,12 @@ class Session:
             if req.stream is not None:
                 writer = req.stream(r.status_code, headers)
             if writer is not None:
-                for chunk in r.iter_raw(STREAM_CHUNK):
+                for chunk in _raw(r):
                     writer(chunk)
             elif method != "HEAD":
                 parts: list[bytes] = []
                 size = 0
-                for chunk in r.iter_raw(STREAM_CHUNK):
+                for chunk in _raw(r):
                     parts.append(chunk)
                     size += len(chunk)
                     if size >= MAX_BODY:
@@ -482,6 +482,15 @@ def _install_httpx_filter() -> None:
     with _httpx_filter_lock:
         if not any(isinstance(f, _RedactHttpxLog) for f in lg.filters):
             lg.addFilter(_RedactHttpxLog())
+
+
+def _raw(r: httpx.Response) -> Iterator[bytes]:
+    """The body as sent (no content decoding), 1 MiB at a time."""
+    if r.is_stream_consumed:  # a response built in memory (MockTransport)
+        if r.content:
+            yield r.content
+        return
+    yield from r.iter_raw(STREAM_CHUNK)
 
 
 def _lost(req: Request, url: str, exc: Exception) -> ConnectionLost:

@@ -1,0 +1,340 @@
+"""The httpx driver with ``httpx.MockTransport``: auth, retries, redirects, push ordering."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pallet.content.local import LocalStore
+from pallet.errors import AlreadyExists, InvalidArgument
+from pallet.oci import mediatypes as mt
+from pallet.oci.descriptor import Descriptor, Platform
+from pallet.oci.digest import Digest
+from pallet.remote import Credentials, Options, PushOutcome, RetryPolicy, push, push_by_digest
+from pallet.remote.client import Session, is_loopback
+from pallet.remote.protocol import Request
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def session(handler: Handler, sleeps: list[float] | None = None, **kw: object) -> Session:
+    rec = sleeps if sleeps is not None else []
+    opts: dict[str, object] = {
+        "transport": httpx.MockTransport(handler),
+        "sleep": rec.append,
+        "retry": RetryPolicy(attempts=4, initial=0.5, jitter=0),
+    }
+    opts.update(kw)
+    return Session(Options(**opts))  # type: ignore[arg-type]
+
+
+def token_handler(
+    log: list[str], *, expires_in: int = 300, realm: str = "https://auth.example/token"
+) -> Handler:
+    n = {"tokens": 0}
+
+    def handle(req: httpx.Request) -> httpx.Response:
+        log.append(
+            f"{req.method} {req.url.host}{req.url.path} "
+            f"{req.headers.get('Authorization', '-')[:12]}"
+        )
+        if req.url.host == "auth.example":
+            n["tokens"] += 1
+            return httpx.Response(
+                200, json={"token": f"tok{n['tokens']}", "expires_in": expires_in}
+            )
+        auth = req.headers.get("Authorization", "")
+        if not auth.startswith("Bearer tok"):
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": f'Bearer realm="{realm}",service="reg",'
+                    'scope="repository:app:pull"'
+                },
+            )
+        return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
+
+    return handle
+
+
+def head(s: Session, path: str = "/v2/app/blobs/sha256:x") -> int:
+    base = s.endpoint("reg.example")
+    req = Request(method="HEAD", url=base + path, scopes=("repository:app:pull",), retry=True)
+    return s.send(req, s._host("reg.example")).status
+
+
+def test_401_then_token_then_reuse() -> None:
+    log: list[str] = []
+    with session(token_handler(log)) as s:
+        assert head(s) == 200
+        assert head(s) == 200
+    assert log == [
+        "GET reg.example/v2/ -",
+        "GET auth.example/token -",
+        "HEAD reg.example/v2/app/blobs/sha256:x Bearer tok1",
+        "HEAD reg.example/v2/app/blobs/sha256:x Bearer tok1",
+    ]
+
+
+def test_expired_token_is_fetched_again() -> None:
+    log: list[str] = []
+    with session(token_handler(log, expires_in=1)) as s:
+        head(s)
+        head(s)
+    assert sum("auth.example" in x for x in log) == 2
+
+
+def test_401_with_a_token_refreshes_once() -> None:
+    log: list[str] = []
+    inner = token_handler(log)
+    state = {"rejected": False}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("sha256:x") and not state["rejected"]:
+            state["rejected"] = True
+            log.append("reject")
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg",'
+                    'scope="repository:app:pull,push",error="invalid_token"'
+                },
+            )
+        return inner(req)
+
+    with session(handler) as s:
+        assert head(s) == 200
+    assert log[-3:] == [
+        "reject",
+        "GET auth.example/token -",
+        "HEAD reg.example/v2/app/blobs/sha256:x Bearer tok2",
+    ]
+
+
+def test_429_retry_after_then_success_and_exhaustion() -> None:
+    sleeps: list[float] = []
+    calls = {"n": 0}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/v2/":
+            return httpx.Response(200)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        if calls["n"] == 2:
+            return httpx.Response(503)
+        return httpx.Response(200)
+
+    with session(handler, sleeps) as s:
+        assert head(s) == 200
+    assert sleeps == [2.0, 1.0]  # Retry-After, then backoff for attempt 2
+    always: Handler = lambda req: httpx.Response(200 if req.url.path == "/v2/" else 502)  # noqa: E731
+    sleeps.clear()
+    with session(always, sleeps) as s:
+        assert head(s) == 502
+    assert len(sleeps) == 3
+
+
+def test_connection_errors_are_retried_for_idempotent_requests() -> None:
+    n = {"fails": 2}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path != "/v2/" and n["fails"]:
+            n["fails"] -= 1
+            raise httpx.ReadError("connection reset by peer")
+        return httpx.Response(200)
+
+    with session(handler) as s:
+        assert head(s) == 200
+
+
+def test_redirect_to_another_host_drops_credentials() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append((str(req.url.host), req.headers.get("Authorization")))
+        if req.url.path == "/v2/" and "Authorization" not in req.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        if req.url.host == "reg.example" and req.url.path.startswith("/v2/app/blobs"):
+            return httpx.Response(
+                307, headers={"Location": "https://storage.example/blob?sig=s3cr3t"}
+            )
+        if req.url.host == "reg.example" and req.url.path == "/same":
+            return httpx.Response(302, headers={"Location": "/v2/app/manifests/x"})
+        return httpx.Response(200, content=b"data")
+
+    creds = {"reg.example": Credentials(username="u", password="p")}
+    with session(handler, credentials=creds) as s:
+        assert head(s) == 200
+        assert head(s, "/same") == 200
+    basic = "Basic " + base64.b64encode(b"u:p").decode()
+    assert seen[1:] == [
+        ("reg.example", basic),
+        ("storage.example", None),
+        ("reg.example", basic),
+        ("reg.example", basic),
+    ]
+
+
+def test_loopback_uses_http_and_falls_back_to_https() -> None:
+    assert is_loopback("localhost:5000") and is_loopback("127.0.0.2") and is_loopback("[::1]:5000")
+    assert not is_loopback("example.com:5000") and not is_loopback("10.0.0.1")
+    schemes: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        schemes.append(req.url.scheme)
+        if req.url.scheme == "http":
+            return httpx.Response(400, content=b"Client sent an HTTP request to an HTTPS server.\n")
+        return httpx.Response(200)
+
+    with session(handler) as s:
+        assert s.endpoint("127.0.0.1:5000") == "https://127.0.0.1:5000"
+        assert s.endpoint("127.0.0.1:5000") == "https://127.0.0.1:5000"
+        schemes.clear()
+        assert s.endpoint("registry.example") == "https://registry.example"
+    assert schemes == ["https"]
+    with session(lambda req: httpx.Response(200)) as s:
+        assert s.endpoint("localhost:5000") == "http://localhost:5000"
+
+
+def test_insecure_host_tries_https_then_http() -> None:
+    schemes: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        schemes.append(req.url.scheme)
+        if req.url.scheme == "https":
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        return httpx.Response(200)
+
+    with session(handler, insecure=frozenset({"reg.example:5000"})) as s:
+        assert s.endpoint("reg.example:5000") == "http://reg.example:5000"
+    assert schemes == ["https", "http"]
+
+
+def test_identity_token_posts_a_refresh_grant() -> None:
+    bodies: list[bytes] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.host == "auth.example":
+            bodies.append(req.content)
+            assert req.method == "POST"
+            return httpx.Response(200, json={"access_token": "at", "expires_in": 300})
+        if req.headers.get("Authorization") != "Bearer at":
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/t",service="reg"'},
+            )
+        return httpx.Response(200)
+
+    creds = {"reg.example": Credentials(identity_token="refresh-me")}
+    with session(handler, credentials=creds) as s:
+        assert head(s) == 200
+    assert b"grant_type=refresh_token" in bodies[0] and b"refresh_token=refresh-me" in bodies[0]
+
+
+# -- a whole push against an in-memory registry ------------------------------------------------
+
+
+class MemRegistry:
+    """Just enough of the distribution API for push: records the order of completed objects."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, tuple[str, bytes]] = {}
+        self.uploads: dict[str, bytearray] = {}
+        self.events: list[str] = []
+        self.n = 0
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        p = req.url.path
+        if p == "/v2/":
+            return httpx.Response(200)
+        if m := re.fullmatch(r"/v2/(.+)/blobs/(sha256:\w+)", p):
+            return httpx.Response(200 if m.group(2) in self.blobs else 404)
+        if re.fullmatch(r"/v2/(.+)/blobs/uploads/", p):
+            self.n += 1
+            self.uploads[str(self.n)] = bytearray()
+            return httpx.Response(202, headers={"Location": f"/upload/{self.n}"})
+        if m := re.fullmatch(r"/upload/(\d+)", p):
+            buf = self.uploads[m.group(1)]
+            buf.extend(req.read())
+            if req.method == "PATCH":
+                return httpx.Response(202, headers={"Location": p, "Range": f"0-{len(buf) - 1}"})
+            d = req.url.params["digest"]
+            assert "sha256:" + hashlib.sha256(buf).hexdigest() == d
+            self.blobs[d] = bytes(buf)
+            self.events.append(f"blob {d[:15]}")
+            return httpx.Response(201, headers={"Docker-Content-Digest": d})
+        if m := re.fullmatch(r"/v2/(.+)/manifests/(.+)", p):
+            ref = m.group(2)
+            if req.method == "HEAD":
+                if ref in self.manifests:
+                    d = "sha256:" + hashlib.sha256(self.manifests[ref][1]).hexdigest()
+                    return httpx.Response(200, headers={"Docker-Content-Digest": d})
+                return httpx.Response(404)
+            body = req.read()
+            ctype = req.headers["Content-Type"]
+            assert json.loads(body)["mediaType"] == ctype
+            d = "sha256:" + hashlib.sha256(body).hexdigest()
+            self.manifests[ref] = (ctype, body)
+            self.events.append(f"manifest {ref[:15]}")
+            return httpx.Response(201, headers={"Docker-Content-Digest": d})
+        raise AssertionError(f"{req.method} {p}")
+
+
+def _put(store: LocalStore, data: bytes, media_type: str) -> Descriptor:
+    d = Digest("sha256:" + hashlib.sha256(data).hexdigest())
+    with store.writer(f"t-{d}") as w:
+        w.write(data)
+        with contextlib.suppress(AlreadyExists):
+            w.commit(len(data), d)
+    return Descriptor(media_type=media_type, digest=d, size=len(data))
+
+
+def _image(store: LocalStore, seed: int, shared: bytes) -> Descriptor:
+    layer = _put(store, bytes([seed]) * (300 << 10), mt.OCI_LAYER)
+    common = _put(store, shared, mt.OCI_LAYER)
+    cfg = _put(store, json.dumps({"seed": seed}).encode(), mt.OCI_CONFIG)
+    m = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": cfg.to_json(),
+         "layers": [layer.to_json(), common.to_json()]}  # fmt: skip
+    return _put(store, json.dumps(m).encode(), mt.OCI_MANIFEST)
+
+
+def test_push_order_dedupe_and_tag_only_on_root(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "c")
+    shared = b"s" * 5000
+    a, b = _image(store, 1, shared), _image(store, 2, shared)
+    idx = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [
+            {**a.to_json(), "platform": Platform.parse("linux/amd64").to_json()},
+            {**b.to_json(), "platform": Platform.parse("linux/arm64").to_json()},
+        ],
+    }
+    root = _put(store, json.dumps(idx).encode(), mt.OCI_INDEX)
+    reg = MemRegistry()
+    opts = Options(
+        transport=httpx.MockTransport(reg), chunk_size=128 << 10, monolithic_max=64 << 10
+    )
+    res = push(store, root, "reg.example/app:v1", options=opts)
+    assert len(res[0].blobs) == 5  # 2 configs + 2 layers + 1 shared, each once
+    assert set(res[0].blobs.values()) == {PushOutcome.UPLOADED}
+    kinds = [e.split()[0] for e in reg.events]
+    assert kinds == ["blob"] * 5 + ["manifest"] * 3  # blobs first, manifests after
+    assert reg.events[-1] == "manifest v1"  # the index, last, by tag
+    assert set(reg.manifests) == {"v1", str(a.digest), str(b.digest)}
+    assert reg.manifests["v1"][0] == mt.OCI_INDEX
+    with pytest.raises(InvalidArgument, match="can't push tagged ref reg.example/app:v1 by digest"):
+        push_by_digest(store, root, "reg.example/app:v1", options=opts)
+    res = push_by_digest(store, root, ["reg.example/app"], options=opts)
+    assert set(res[0].blobs.values()) == {PushOutcome.EXISTS}
+    assert set(reg.manifests) == {"v1", str(a.digest), str(b.digest), str(root.digest)}
