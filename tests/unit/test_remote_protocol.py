@@ -399,3 +399,27 @@ def test_helpers() -> None:
     url = "https://u:p@s3.example/b?X-Amz-Signature=abc&digest=sha256:1&_state=xyz"
     red = redact_url(url)
     assert "abc" not in red and "xyz" not in red and "u:p" not in red and "digest=sha256:1" in red
+
+
+def test_mount_202_tries_the_next_source_before_uploading() -> None:
+    desc, data = blob(100)
+
+    def handler(req: Request) -> Response:
+        if req.method == "HEAD":
+            return r(404)
+        if req.method == "POST" and "from=first" in req.url:
+            return r(202, {"Location": "/s1"})
+        if req.method == "POST" and "from=second" in req.url:
+            return r(201)
+        if req.method == "DELETE":
+            return r(204)
+        raise AssertionError(req)
+
+    flow = upload_blob(BASE, "app", desc, source(data), mount_from=["first", "second"])
+    out, log, _ = drive(flow, handler)
+    assert out is PushOutcome.MOUNTED
+    assert [x.split("?")[0] for x in log[1:]] == [
+        "POST /v2/app/blobs/uploads/",
+        "DELETE /s1",
+        "POST /v2/app/blobs/uploads/",
+    ]

@@ -493,9 +493,8 @@ def upload_blob(
         location: str | None = None
         try:
             if attempt == 1:
-                for src in list(mount_from)[:3]:
-                    if src == repo:
-                        continue
+                candidates = [src for src in mount_from if src != repo][:3]
+                for i, src in enumerate(candidates):
                     resp = yield Request(
                         method="POST",
                         url=_with_query(uploads, [("mount", str(desc.digest)), ("from", src)]),
@@ -507,14 +506,20 @@ def upload_blob(
                     if resp.status == 201:
                         return PushOutcome.MOUNTED
                     if resp.status == 202 and _location(resp):
-                        location = _location(resp)
-                        break
+                        if i == len(candidates) - 1:
+                            location = _location(resp)
+                            break
+                        # another source may have it: give this session back and try that one
+                        with contextlib.suppress(ConnectionLost):
+                            yield Request(
+                                method="DELETE", url=_location(resp) or "", scopes=scopes, what=what
+                            )
                     # 401 (Harbor), 404/400 (Quay without from), ...: upload instead (silently)
             if not allow_upload:
                 if location is not None:
                     with contextlib.suppress(ConnectionLost):
                         yield Request(method="DELETE", url=location, scopes=scopes, what=what)
-                tried = ", ".join(src for src in mount_from[:3] if src != repo) or "no source"
+                tried = ", ".join([s for s in mount_from if s != repo][:3]) or "no source"
                 raise FailedPrecondition(
                     f"{what}: not in the local store, not in {repo} and not mountable "
                     f"(tried {tried})"
