@@ -1,0 +1,101 @@
+"""pallet push, pull, login and logout as a user runs them, against the real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pallet.images import Image
+from pallet.metadata.db import open_db
+from support.registry import Registry
+from support.store import graph, random_image
+
+
+def pallet(
+    root: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pallet.cli", "--root", str(root), *args],
+        input=input,
+        capture_output=True,
+        env=e,
+        timeout=300,
+    )
+
+
+def test_push_then_pull_into_another_store(
+    plain_registry: Registry, repo: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    db = open_db(src)
+    m = random_image(db, 11, layers=3, size=300_000)
+    db.create(Image(name="local/img:1", target=m))
+    want = graph(db, m)
+    db.close()
+    dest = f"{plain_registry.host}/{repo}:v1"
+    p = pallet(src, "push", "local/img:1", dest, "--progress", "plain")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().strip() == dest
+    assert "#1 DONE" in p.stderr.decode()
+    dst = tmp_path / "dst"
+    p = pallet(dst, "pull", dest, "--progress", "quiet")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().strip() == m.digest
+    db2 = open_db(dst)
+    assert db2.get(dest).target.digest == m.digest
+    assert graph(db2, db2.get(dest).target) == want
+    db2.close()
+    out = json.loads(pallet(dst, "fsck", "--format", "json").stdout)
+    assert out == []
+
+
+def test_push_unknown_image_and_bad_reference(tmp_path: Path) -> None:
+    p = pallet(tmp_path / "s", "push", "nope:1")
+    assert p.returncode == 1 and b"nope:1" in p.stderr and b"Traceback" not in p.stderr
+    p = pallet(tmp_path / "s", "pull", "UPPER/Case")
+    assert p.returncode == 2 and b"UPPER/Case" in p.stderr
+
+
+def test_login_logout_password_stdin(tls_registry: Registry, tmp_path: Path) -> None:
+    assert tls_registry.tls is not None
+    user, password = next(iter(tls_registry.users.items()))
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker")}
+    ca = str(tls_registry.tls.ca_cert)
+    p = pallet(
+        tmp_path / "s",
+        "login",
+        tls_registry.host,
+        "-u",
+        user,
+        "--password-stdin",
+        "--ca-file",
+        ca,
+        input=password.encode() + b"\n",
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr.decode()
+    cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
+    assert tls_registry.host in cfg["auths"]
+    p = pallet(
+        tmp_path / "s",
+        "login",
+        tls_registry.host,
+        "-u",
+        user,
+        "--password-stdin",
+        "--ca-file",
+        ca,
+        input=b"wrong\n",
+        env=env,
+    )
+    assert p.returncode != 0 and b"Traceback" not in p.stderr
+    assert password.encode() not in p.stdout + p.stderr
+    p = pallet(tmp_path / "s", "logout", tls_registry.host, env=env)
+    assert p.returncode == 0
+    cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
+    assert tls_registry.host not in cfg.get("auths", {})
