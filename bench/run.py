@@ -200,6 +200,12 @@ def plan_for(
             "--compression gzip --mode inline",
             note="no queue/consumer thread",
         )
+        pallet(
+            "pallet zstd, compress on producer thread",
+            "zstd-inline",
+            "--compression zstd --mode inline",
+            note="no queue/consumer thread",
+        )
         pallet("pallet gzip level 6 (zlib-ng)", "gzip-l6", "--compression gzip --level 6")
         pallet(
             "pallet gzip, tarfile producer", "gzip-tarfile", "--compression gzip --producer tarfile"

@@ -327,7 +327,11 @@ def write_layer(
             is the one recorded in the variant label).
         oci: OCI (default) or Docker media type in the returned descriptor.
         ref: ingest ref (default: a unique ``layer-<uuid>``).
-        lease: passed to ``store.writer`` so the new blob is protected from GC.
+        lease: passed to ``store.writer`` so the new blob is protected from GC. A blob that is
+            reused (``diff_id`` cache hit, or a commit that finds the blob present) is attached
+            to the lease only if the store does that on commit; the content-store protocol has
+            no other way, so callers that rely on leases should also add cache hits to their
+            lease through the lease manager.
         labels: extra labels for the blob (merged with the pipeline's own).
         threads: compression worker threads (default: CPUs available). Never changes the bytes.
         diff_id: if the caller knows the diffID (a previous export of the same snapshot), an
