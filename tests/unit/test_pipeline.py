@@ -337,6 +337,29 @@ def test_write_layer_from_tarfile(store: Any, tmp_path: Path, kind: Compression)
     assert ingests(store) == []
 
 
+def test_write_layer_from_the_differ(store: Any, tmp_path: Path) -> None:
+    from pallet.archive.diff import write_diff
+
+    root = tmp_path / "tree"
+    make_tree(root, files=30)
+    expected = io.BytesIO()
+    write_diff(None, root, expected)
+    res = write_layer(
+        lambda sink: write_diff(None, root, sink), store, compression=Compression.GZIP, threads=2
+    )
+    assert res.diff_id == sha(expected.getvalue())
+    assert res.uncompressed_size == len(expected.getvalue())
+    blob = read_blob(store, res.descriptor.digest)
+    assert gzip.decompress(blob) == expected.getvalue()
+    again = write_layer(
+        lambda sink: write_diff(None, root, sink),
+        MemoryStore(),
+        compression=Compression.GZIP,
+        threads=1,
+    )
+    assert again.descriptor.digest == res.descriptor.digest
+
+
 def test_gzip_layer_readable_by_cli_tools(tmp_path: Path) -> None:
     store = MemoryStore()
     root = tmp_path / "tree"

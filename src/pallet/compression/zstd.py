@@ -16,6 +16,10 @@ Frame parameters, fixed:
   the size out keeps the bytes identical whether or not a caller could have known it (a layer
   converted from a stored blob and the same layer streamed from a directory get the same digest);
 * no dictionary, no dictionary ID;
+* job size fixed at twice the level's window (4 MiB at level 3) instead of libzstd's default:
+  on the 537 MB big-files corpus this cuts peak memory from ~80 to ~42 MiB above the
+  interpreter for +0.06-0.4 % output and no speed change, and it keeps the job boundaries (part
+  of the output) independent of libzstd's default tuning;
 * the stream ends with a block flush, then the frame end (an empty last block, 3 bytes). Ending
   with the frame end alone is racy in libzstd's multi-threaded mode: when the input length is a
   multiple of the job size, whether the last data job is marked "last" (or followed by an empty
@@ -24,7 +28,8 @@ Frame parameters, fixed:
   explicit flush always closes the last data job first, so the frame always ends the same way.
 
 **Reproducibility promise.** Same input bytes, same level and same libzstd version (the encoder
-string, ``libzstd-<version>``) give the same bytes for every thread count and input split.
+string, ``libzstd-<version>;job=2xwindow``) give the same bytes for every thread count and
+input split.
 
 Reading: ``zstandard``'s stream reader decodes (bounded memory, checksums verified) but returns a
 short result without error when the input is truncated. :class:`_FrameTracker` therefore follows
@@ -52,8 +57,8 @@ _ZSTD_MAGIC = 0xFD2FB528
 
 
 def encoder() -> str:
-    """``libzstd-<version>`` of the bundled library (what the reproducibility promise covers)."""
-    return "libzstd-" + ".".join(str(x) for x in zstandard.ZSTD_VERSION)
+    """``libzstd-<version>;job=2xwindow``: the library and job sizing the promise covers."""
+    return "libzstd-" + ".".join(str(x) for x in zstandard.ZSTD_VERSION) + ";job=2xwindow"
 
 
 class ZstdCompressor:
@@ -67,13 +72,16 @@ class ZstdCompressor:
         self.level = level
         self._threads = max(1, threads)
         self._encoder = encoder()
-        cctx = zstandard.ZstdCompressor(
-            level=level,
+        window_log = zstandard.ZstdCompressionParameters.from_level(level).window_log
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level,
             threads=self._threads,
+            job_size=1 << (window_log + 1),
             write_checksum=True,
             write_content_size=False,
             write_dict_id=False,
         )
+        cctx = zstandard.ZstdCompressor(compression_params=params)
         self._obj: zstandard.ZstdCompressionObj | None = cctx.compressobj()
 
     @property
