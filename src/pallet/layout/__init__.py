@@ -1,0 +1,64 @@
+"""OCI image layouts and Docker archives: write them, import them, unpack images.
+
+* :mod:`.write`: :func:`plan_layout` checks and encodes, :func:`write_archive` streams a tarball
+  to any sink (standard output included) straight from the content store,
+  :func:`write_directory` writes a layout directory.
+* :mod:`.load`: :func:`load_archive` and :func:`load_directory` import, verifying every blob.
+* :mod:`.unpack`: :func:`unpack` writes an image's root filesystem into a directory through the
+  root-confined layer applier.
+
+How the ``oci`` and ``docker`` exporters (spec/exporter.md §7) use the writer, after their commit
+produced ``root`` (the manifest or index descriptor) and the normalised ``names``::
+
+    from pallet.layout import ArchiveImage, Format, plan_layout, write_archive, write_directory
+
+    ann = {**root.annotations}
+    ann.setdefault("org.opencontainers.image.created", created)   # RFC 3339, seconds
+    images = [ArchiveImage(target=replace(root, annotations=ann), names=names)]
+    plan = plan_layout(content, images, format=Format.DOCKER if docker else Format.OCI)
+    if tar:                                   # dest=FILE or dest=- (sys.stdout.buffer)
+        write_archive(sink, content, plan)
+    else:                                     # tar=false: an OCI layout directory
+        write_directory(dest, content, plan)
+
+``plan_layout`` raises before anything is written (missing blob, an index root for Docker:
+``docker exporter does not currently support exporting manifest lists``), so the response map
+can be sent, then the stream written.
+"""
+
+from __future__ import annotations
+
+from .load import LoadedImage, LoadResult, load_archive, load_directory
+from .unpack import UnpackResult, image_layers, unpack
+from .write import (
+    ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+    DOCKER_MANIFEST_LISTS_UNSUPPORTED,
+    ArchiveImage,
+    Format,
+    LayoutPlan,
+    plan_layout,
+    save,
+    write_archive,
+    write_directory,
+)
+
+__all__ = [
+    "ANNOTATION_IMAGE_NAME",
+    "ANNOTATION_REF_NAME",
+    "DOCKER_MANIFEST_LISTS_UNSUPPORTED",
+    "ArchiveImage",
+    "Format",
+    "LayoutPlan",
+    "LoadResult",
+    "LoadedImage",
+    "UnpackResult",
+    "image_layers",
+    "load_archive",
+    "load_directory",
+    "plan_layout",
+    "save",
+    "unpack",
+    "write_archive",
+    "write_directory",
+]
