@@ -137,8 +137,14 @@ def _ingest(
     try:
         w = content.writer(ref, total=size, expected=expected, lease=lease)
     except AlreadyExists:
+        # the store has it; the archive's copy is still checked, so a corrupt archive is
+        # refused whatever the store holds
         assert expected is not None
-        _drain(src)
+        h = expected.hasher()
+        while chunk := src.read(_CHUNK):
+            h.update(chunk)
+        if h.digest() != expected:
+            raise DigestMismatch(f"{what}: digest mismatch: content is {h.digest()}") from None
         return expected
     done = False
     try:
