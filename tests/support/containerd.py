@@ -8,6 +8,7 @@ Everything lives in a temporary directory: root, state, the gRPC/ttrpc/debug soc
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -18,11 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
-
-__all__ = ["Containerd", "containerd", "start_containerd"]
+__all__ = ["Containerd", "containerd", "require_tool", "start_containerd"]
 
 NAMESPACE = "pallet-test"
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; a missing tool fails the test (tests/conftest.py's rule)."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"required tool {name!r} is not installed (see .ci/run)")
+    return path
 
 
 @dataclass
@@ -62,17 +71,18 @@ class Containerd:
         """The directory of the committed native snapshot ``key`` (a chain ID).
 
         A native view of a committed snapshot is a read-only bind of the snapshot's own
-        directory; ``ctr snapshots mounts`` prints that bind, and we read the source directory
-        without mounting anything."""
+        directory. ``ctr snapshots view --mounts`` prints that bind in the same call (a view
+        without a lease may be collected right after), and we read the source directory without
+        mounting anything."""
         vkey = f"pallet-view-{uuid.uuid4().hex[:12]}"
-        self.ctr("snapshots", "--snapshotter", "native", "view", vkey, key)
+        out = self.ctr("snapshots", "--snapshotter", "native", "view", "--mounts", vkey, key)
         try:
-            out = self.ctr(
-                "snapshots", "--snapshotter", "native", "mounts", str(self.directory), vkey
-            ).stdout.split()
-            yield Path(out[out.index("bind") + 1])
+            (mount,) = json.loads(out.stdout)
+            mount = {k.lower(): v for k, v in mount.items()}  # ctr 1.6 prints Go field names
+            assert mount["type"] == "bind", mount
+            yield Path(mount["source"])
         finally:
-            self.ctr("snapshots", "--snapshotter", "native", "rm", vkey)
+            self.ctr("snapshots", "--snapshotter", "native", "rm", vkey, check=False)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -16,6 +16,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from pallet.archive.diff import write_diff
 from pallet.compression import Compression
 from pallet.compression.pipeline import write_layer
@@ -27,8 +29,11 @@ from support.store import put
 
 __all__ = [
     "BuiltImage",
+    "Interop",
+    "build_interop",
     "build_image",
     "build_index",
+    "interop",
     "make_tree",
     "tree_state",
 ]
@@ -198,3 +203,129 @@ def build_index(
         lease=lease,
         media_type=mt.OCI_INDEX if oci else mt.DOCKER_MANIFEST_LIST,
     )
+
+
+# -- a shared set of images and archives for the interop tests --------------------------------
+
+INTEROP_PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+@dataclass
+class Interop:
+    """A store with images of both media-type families (single and multi-platform) and the
+    archives ``pallet save`` makes of them, written on first use.
+
+    Keys: ``oci`` / ``docker`` (linux/amd64, two gzip layers, busybox inside), ``oci-zstd``,
+    ``multi`` (OCI index amd64 + arm64) and ``multi-docker`` (Docker manifest list).
+    """
+
+    root: Path
+    work: Path
+    built: dict[str, list[BuiltImage]]
+    roots: dict[str, Descriptor]
+    expected: dict[str, Path]  # platform -> the merged root filesystem
+    _cache: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+    def name(self, key: str) -> str:
+        return f"example.com/interop/{key}:v1"
+
+    def archive(self, key: str, fmt: str = "oci", platform: str | None = None) -> Path:
+        """``pallet save`` of image ``key`` in format ``fmt`` (cached)."""
+        import subprocess
+        import sys
+
+        ck = (key, f"{fmt}-{platform}")
+        if ck not in self._cache:
+            out = self.work / f"{key}-{fmt}-{(platform or 'all').replace('/', '-')}.tar"
+            args = [sys.executable, "-m", "pallet.cli", "--root", str(self.root), "save"]
+            args += [self.name(key), "--format", fmt, "-o", str(out)]
+            if platform:
+                args += ["--platform", platform]
+            r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            self._cache[ck] = out
+        return self._cache[ck]
+
+    def layout(self, key: str, platform: str | None = None) -> Path:
+        """An OCI layout directory of ``key`` written by :func:`pallet.layout.write_directory`;
+        the image's tag is ``v1``."""
+        from pallet.layout import ArchiveImage, plan_layout, write_directory
+
+        ck = (key, f"dir-{platform}")
+        if ck not in self._cache:
+            out = self.work / f"{key}-layout-{(platform or 'all').replace('/', '-')}"
+            db = _open(self.root)
+            try:
+                plan = plan_layout(
+                    db.content,
+                    [ArchiveImage(target=self.roots[key], names=(self.name(key),))],
+                    platform=Platform.parse(platform) if platform else None,
+                )
+                write_directory(out, db.content, plan)
+            finally:
+                db.close()
+            self._cache[ck] = out
+        return self._cache[ck]
+
+
+def _open(root: Path) -> DB:
+    from pallet.metadata.db import open_db
+
+    return open_db(root)
+
+
+def build_interop(base: Path) -> Interop:
+    from pallet.images import Image
+
+    base.mkdir(parents=True, exist_ok=True)
+    trees: dict[str, list[Path]] = {}
+    expected: dict[str, Path] = {}
+    for i, plat in enumerate(INTEROP_PLATFORMS):
+        slug = plat.replace("/", "-")
+        tree = make_tree(base / f"tree-{slug}", i, busybox=plat == "linux/amd64")
+        extra = base / f"extra-{slug}"
+        (extra / "opt" / "app").mkdir(parents=True)
+        (extra / "opt" / "app" / "config.txt").write_text(f"platform {plat}\n")
+        (extra / "etc").mkdir()
+        (extra / "etc" / "hostname").write_text(f"overridden on {plat}\n")
+        trees[plat] = [tree, extra]
+        exp = base / f"expected-{slug}"
+        shutil.copytree(tree, exp, symlinks=True)
+        shutil.copytree(extra, exp, symlinks=True, dirs_exist_ok=True)
+        expected[plat] = exp
+    db = _open(base / "store")
+    try:
+        cmd = ["/bin/busybox", "echo", "hello-pallet"]
+        built: dict[str, list[BuiltImage]] = {}
+        roots: dict[str, Descriptor] = {}
+        for key, oci, comp in (
+            ("oci", True, Compression.GZIP),
+            ("docker", False, Compression.GZIP),
+            ("oci-zstd", True, Compression.ZSTD),
+        ):
+            img = build_image(db, trees["linux/amd64"], oci=oci, compression=comp, cmd=cmd)
+            built[key], roots[key] = [img], img.manifest
+        for key, oci in (("multi", True), ("multi-docker", False)):
+            imgs = [
+                built["oci" if oci else "docker"][0],
+                build_image(db, trees["linux/arm64"], oci=oci, platform="linux/arm64", cmd=cmd),
+            ]
+            built[key], roots[key] = imgs, build_index(db, imgs, oci=oci)
+        for key, root in roots.items():
+            db.create(Image(name=f"example.com/interop/{key}:v1", target=root))
+    finally:
+        db.close()
+    work = base / "work"
+    work.mkdir()
+    return Interop(root=base / "store", work=work, built=built, roots=roots, expected=expected)
+
+
+_INTEROP: list[Interop] = []
+
+
+@pytest.fixture(scope="session")
+def interop(tmp_path_factory: pytest.TempPathFactory) -> Interop:
+    """The :class:`Interop` set, built once per session however many modules import this."""
+    if not _INTEROP:
+        _INTEROP.append(build_interop(tmp_path_factory.mktemp("interop")))
+    return _INTEROP[0]

@@ -1,0 +1,106 @@
+"""containerd imports what pallet writes (``ctr images import``, native snapshotter), unpacks it
+into exactly the input tree and runs it; and pallet loads what containerd exports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pallet.rootfs import chain_ids
+from support.containerd import Containerd
+from support.containerd import containerd as containerd  # the fixture
+from support.images import Interop, tree_state
+from support.images import interop as interop  # the fixture
+
+pytestmark = pytest.mark.integration
+
+CASES = [
+    ("oci", "oci"),
+    ("oci", "docker"),
+    ("docker", "oci"),
+    ("docker", "docker"),
+    ("oci-zstd", "oci"),
+    ("multi", "oci"),
+    ("multi-docker", "oci"),
+]
+
+
+def images(c: Containerd) -> dict[str, str]:
+    """name -> target digest, from ``ctr images ls``."""
+    out = c.ctr("images", "ls").stdout.splitlines()[1:]
+    return {line.split()[0]: line.split()[2] for line in out if line.strip()}
+
+
+@pytest.mark.parametrize(("key", "fmt"), CASES, ids=[f"{k}/{f}" for k, f in CASES])
+def test_ctr_import_unpacks_the_same_tree(
+    containerd: Containerd, interop: Interop, key: str, fmt: str
+) -> None:
+    name = interop.name(key)
+    args = ["images", "import", "--snapshotter", "native"]
+    if key.startswith("multi"):
+        args.append("--all-platforms")
+    out = containerd.ctr(*args, str(interop.archive(key, fmt))).stdout
+    try:
+        assert f"unpacking {name} ({interop.roots[key].digest})...done" in out
+        assert images(containerd)[name] == interop.roots[key].digest
+        amd = interop.built[key][0]
+        with containerd.snapshot_view(chain_ids(amd.diff_ids)[-1]) as rootfs:
+            assert tree_state(rootfs) == tree_state(interop.expected["linux/amd64"])
+        if key.startswith("multi"):  # every platform's content came in
+            for img in interop.built[key]:
+                info = containerd.ctr("content", "get", str(img.config.digest)).stdout
+                assert json.loads(info)["architecture"] == img.platform.architecture
+    finally:
+        containerd.ctr("images", "rm", name)
+
+
+@pytest.mark.parametrize("key", ["oci", "docker"])
+def test_ctr_run(containerd: Containerd, interop: Interop, key: str) -> None:
+    name = interop.name(key)
+    containerd.ctr(
+        "images", "import", "--snapshotter", "native", str(interop.archive(key, "docker"))
+    )
+    try:
+        out = containerd.ctr(
+            "run", "--rm", "--snapshotter", "native", name, f"pallet-{key}",
+            "/bin/busybox", "echo", "hello-pallet",
+        ).stdout  # fmt: skip
+        assert out == "hello-pallet\n"
+    finally:
+        containerd.ctr("images", "rm", name)
+
+
+@pytest.mark.parametrize("key", ["oci", "multi"])
+def test_pallet_loads_a_ctr_export(
+    containerd: Containerd, interop: Interop, key: str, tmp_path: Path
+) -> None:
+    name = interop.name(key)
+    args = ["images", "import", "--snapshotter", "native", "--all-platforms"]
+    containerd.ctr(*args, str(interop.archive(key)))
+    exported = tmp_path / "ctr-export.tar"
+    try:
+        containerd.ctr("images", "export", "--all-platforms", str(exported), name)
+    finally:
+        containerd.ctr("images", "rm", name)
+    root = tmp_path / "store"
+    r = subprocess.run(
+        [sys.executable, "-m", "pallet.cli", "--root", str(root), "load", "-i", str(exported)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"loaded {name} {interop.roots[key].digest}\n"
+    out = tmp_path / "rootfs"
+    r = subprocess.run(
+        [sys.executable, "-m", "pallet.cli", "--root", str(root), "unpack", name, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert tree_state(out) == tree_state(interop.expected["linux/amd64"])
