@@ -14,6 +14,7 @@ from pallet.oci import mediatypes as mt
 from support.containerd import require_tool
 from support.images import Interop
 from support.images import interop as interop  # the fixture
+from support.layout_schemas import validate_json_blobs
 from support.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -159,3 +160,16 @@ def test_copy_to_registry(interop: Interop, key: str, plain_registry: Registry, 
     assert sha(cfg) == img.config.digest
     info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{dest}:docker"))
     assert len(info["Layers"]) == len(img.layers)
+
+
+FORMATS = [(k, "oci") for k in ALL] + [(k, "docker") for k in SINGLE]
+
+
+@pytest.mark.parametrize(("key", "fmt"), FORMATS, ids=[f"{k}/{f}" for k, f in FORMATS])
+def test_every_json_file_validates(interop: Interop, key: str, fmt: str) -> None:
+    """index.json, oci-layout, manifest.json and every manifest, index and config pallet wrote,
+    against the image-spec (and Docker schema 2) JSON schemas."""
+    data = interop.archive(key, fmt).read_bytes()
+    n = validate_json_blobs(data)
+    images = len(interop.built[key])
+    assert n == 2 + (fmt == "docker") + 2 * images + key.startswith("multi")

@@ -8,11 +8,8 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
-from typing import Any
 
-import jsonschema
 import pytest
 
 from pallet.errors import DigestMismatch, NotFound, Unsupported
@@ -29,33 +26,8 @@ from pallet.layout import (
 from pallet.metadata.db import DB
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
-from support import oci_schemas
 from support.images import BuiltImage, build_image, build_index, make_tree
-
-OCI_LAYOUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["imageLayoutVersion"],
-    "properties": {"imageLayoutVersion": {"type": "string", "enum": ["1.0.0"]}},
-}
-DOCKER_ARCHIVE_MANIFEST_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "minItems": 1,
-    "items": {
-        "type": "object",
-        "required": ["Config", "RepoTags", "Layers"],
-        "additionalProperties": False,
-        "properties": {
-            "Config": {"type": "string", "pattern": r"^blobs/sha256/[a-f0-9]{64}$"},
-            "RepoTags": {
-                "oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}}]
-            },
-            "Layers": {
-                "type": "array",
-                "items": {"type": "string", "pattern": r"^blobs/sha256/[a-f0-9]{64}$"},
-            },
-        },
-    },
-}
+from support.layout_schemas import members, read, validate_json_blobs
 
 
 def image(
@@ -66,52 +38,6 @@ def image(
     (extra / "opt").mkdir(parents=True)
     (extra / "opt" / "second-layer").write_text(f"layer 2 of {seed}\n")
     return build_image(db, [tree, extra], oci=oci, platform=platform)
-
-
-def members(data: bytes) -> list[tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-        return tf.getmembers()
-
-
-def read(data: bytes, name: str) -> bytes:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-        f = tf.extractfile(name)
-        assert f is not None
-        return f.read()
-
-
-def validate_json_blobs(data: bytes) -> int:
-    """Every JSON file of the archive against its schema; returns how many were checked."""
-    n = 0
-    oci_schemas.validate("oci-index", json.loads(read(data, "index.json")))
-    jsonschema.validate(json.loads(read(data, "oci-layout")), OCI_LAYOUT_SCHEMA)
-    n += 2
-    names = {m.name for m in members(data)}
-    if "manifest.json" in names:
-        jsonschema.validate(json.loads(read(data, "manifest.json")), DOCKER_ARCHIVE_MANIFEST_SCHEMA)
-        n += 1
-    kinds = {
-        mt.OCI_MANIFEST: "oci-manifest",
-        mt.OCI_INDEX: "oci-index",
-        mt.OCI_CONFIG: "oci-config",
-        mt.DOCKER_MANIFEST: "docker-manifest",
-        mt.DOCKER_MANIFEST_LIST: "docker-manifest-list",
-        mt.DOCKER_CONFIG: "docker-config",
-    }
-    stack = list(json.loads(read(data, "index.json"))["manifests"])
-    seen = set()
-    while stack:
-        d = stack.pop()
-        if d["digest"] in seen or d["mediaType"] not in kinds:
-            continue
-        seen.add(d["digest"])
-        doc = json.loads(read(data, "blobs/sha256/" + d["digest"][7:]))
-        oci_schemas.validate(kinds[d["mediaType"]], doc)
-        n += 1
-        stack.extend(doc.get("manifests", []))
-        if kinds[d["mediaType"]].endswith("-manifest"):
-            stack.append(doc["config"])
-    return n
 
 
 def test_oci_archive_layout_entries_and_names(db: DB, tmp_path: Path) -> None:
