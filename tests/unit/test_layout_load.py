@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pallet.archive.diff import write_diff
-from pallet.errors import DigestMismatch, Error, InvalidArgument, Unsupported
+from pallet.errors import DigestMismatch, Error, InvalidArgument, NotFound, Unsupported
 from pallet.images import Image, walk
 from pallet.layout import (
     ArchiveImage,
@@ -33,6 +33,7 @@ from pallet.layout import (
 from pallet.leases import new_id
 from pallet.metadata.db import DB, open_db
 from pallet.oci import mediatypes as mt
+from pallet.oci.descriptor import Platform
 from support.images import BuiltImage, build_image, build_index, make_tree, tree_state
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -572,3 +573,39 @@ def test_cli_load(db: DB, tmp_path: Path) -> None:
         assert state(check) == before
     finally:
         check.close()
+
+
+def test_an_index_may_lack_platforms_but_not_all(db: DB, tmp_path: Path) -> None:
+    amd = image(db, tmp_path, seed=1)
+    arm = image(db, tmp_path, seed=2, platform="linux/arm64")
+    idx = build_index(db, [amd, arm])
+    data = archive(db, [ArchiveImage(target=idx, names=("example.com/multi:v1",))])
+    arm_blobs = {f"blobs/sha256/{d.digest.hex}" for d in [arm.manifest, arm.config, *arm.layers]}
+    amd_blobs = {f"blobs/sha256/{d.digest.hex}" for d in [amd.manifest, amd.config, *amd.layers]}
+
+    def drop(names: set[str]) -> Callable[[list[tuple[tarfile.TarInfo, bytes | None]]], None]:
+        def edit(items: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
+            items[:] = [(m, b) for m, b in items if m.name not in names]
+
+        return edit
+
+    other = open_db(tmp_path / "other")
+    try:
+        load(other, retar(data, drop(arm_blobs)))
+        other.collect()
+        target = other.get("example.com/multi:v1").target
+        assert target == idx
+        unpack(other.content, target, tmp_path / "amd", platform=Platform.parse("linux/amd64"))
+        with pytest.raises(NotFound):
+            unpack(other.content, target, tmp_path / "arm", platform=Platform.parse("linux/arm64"))
+        with pytest.raises(NotFound, match="incomplete"):
+            plan_layout(other.content, [ArchiveImage(target=target)])
+        before = state(other)
+        with pytest.raises(InvalidArgument, match="no manifest of image"):
+            load(other, retar(data, drop(arm_blobs | amd_blobs)))
+        # a present manifest must be complete
+        with pytest.raises(InvalidArgument, match="missing from the archive"):
+            load(other, retar(data, drop({f"blobs/sha256/{arm.layers[0].digest.hex}"})))
+        assert state(other) == before
+    finally:
+        other.close()

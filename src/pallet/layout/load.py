@@ -22,7 +22,10 @@ Once the end-of-archive marker is read, the roots are found: the ``index.json`` 
 layout, which pallet's and Docker's current archives also are) or else the ``manifest.json``
 elements (a Docker archive; a Docker schema 2 manifest is built for each, with layer media types
 from the layers' magic bytes). Every root's graph is then checked: each blob must have come in
-the archive with the size its descriptor says (non-distributable layers with URLs excepted).
+the archive with the size its descriptor says (non-distributable layers with URLs excepted). An
+index may lack some of its manifests, as an archive saved with only the platforms present
+locally does; those platforms are then simply absent, as after containerd's import, and every
+manifest that is there must be complete.
 Only then are the ``containerd.io/gc.ref.content.*`` labels set on manifests and indexes and the
 image records created (an existing name is moved to the new target).
 
@@ -52,7 +55,7 @@ from typing import BinaryIO, Final, Protocol
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
-from ..images import Image, ImageStore, children, walk
+from ..images import Image, ImageStore, children
 from ..labels import GC_REF_CONTENT
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
@@ -402,49 +405,73 @@ def _foreign(d: Descriptor) -> bool:
     return bool(d.urls) and mt.is_layer(d.media_type)
 
 
-def _verify(content: Store, roots: Sequence[_Root], seen: Mapping[Digest, int]) -> None:
-    for r in roots:
-        for d in walk(content, r.target):
-            size = seen.get(d.digest)
-            if size is None:
-                if _foreign(d):
-                    continue
-                raise InvalidArgument(
-                    f"archive: blob {d.digest} ({d.media_type}) of image "
-                    f"{r.names[0] if r.names else r.target.digest} is missing from the archive"
-                )
-            if size != d.size:
-                raise DigestMismatch(
-                    f"archive: blob {d.digest} has {size} bytes, its descriptor says {d.size}"
-                )
+def _present_graph(content: Store, root: _Root, seen: Mapping[Digest, int]) -> list[Descriptor]:
+    """Check ``root``'s graph against what the archive held; returns the manifests and indexes.
 
-
-def _gc_labels(content: Store, roots: Sequence[_Root], seen: Mapping[Digest, int]) -> None:
-    done: set[Digest] = set()
-    for r in roots:
-        for d in walk(content, r.target):
-            if d.digest in done or not (mt.is_manifest(d.media_type) or mt.is_index(d.media_type)):
+    Everything a present manifest needs must be there (non-distributable layers with URLs
+    excepted). An index may lack some of its manifests, as a multi-platform archive that was
+    saved with only the local platforms does (containerd imports those too); at least one
+    manifest must be complete.
+    """
+    what = root.names[0] if root.names else root.target.digest
+    stack: list[tuple[Descriptor, bool]] = [(root.target, False)]
+    visited: set[Digest] = set()
+    nodes: list[Descriptor] = []
+    manifests = 0
+    while stack:
+        d, optional = stack.pop()
+        if d.digest in visited:
+            continue
+        visited.add(d.digest)
+        size = seen.get(d.digest)
+        if size is None:
+            if _foreign(d) or optional:
                 continue
-            done.add(d.digest)
-            labels: dict[str, str] = {}
-            kids = [c for c in children(content, d) if c.digest in seen]
-            if mt.is_manifest(d.media_type):
-                with content.open(d) as f:
-                    cfg = _json_doc(f.read(_MAX_META), f"manifest {d.digest}")
-                cdig = cfg.get("config", {}).get("digest") if isinstance(cfg, dict) else None
-                n = 0
-                for c in kids:
-                    if c.digest == cdig and f"{GC_REF_CONTENT}.config" not in labels:
-                        labels[f"{GC_REF_CONTENT}.config"] = str(c.digest)
-                    else:
-                        labels[f"{GC_REF_CONTENT}.l.{n}"] = str(c.digest)
-                        n += 1
-            else:
-                for i, c in enumerate(kids):
-                    labels[f"{GC_REF_CONTENT}.m.{i}"] = str(c.digest)
-            if labels:
-                info = content.info(d.digest)
-                content.update(replace(info, labels=labels), [f"labels.{k}" for k in labels])
+            raise InvalidArgument(
+                f"archive: blob {d.digest} ({d.media_type}) of image {what} is missing "
+                "from the archive"
+            )
+        if size != d.size:
+            raise DigestMismatch(
+                f"archive: blob {d.digest} has {size} bytes, its descriptor says {d.size}"
+            )
+        if mt.is_manifest(d.media_type) or mt.is_index(d.media_type):
+            nodes.append(d)
+            manifests += mt.is_manifest(d.media_type)
+            optional_kids = mt.is_index(d.media_type)
+            stack.extend((c, optional_kids) for c in reversed(children(content, d)))
+    if not manifests:
+        raise InvalidArgument(f"archive: no manifest of image {what} is in the archive")
+    return nodes
+
+
+def _gc_labels(content: Store, nodes: Sequence[Descriptor], seen: Mapping[Digest, int]) -> None:
+    """containerd's ``gc.ref.content`` labels from each manifest and index to its children."""
+    done: set[Digest] = set()
+    for d in nodes:
+        if d.digest in done:
+            continue
+        done.add(d.digest)
+        labels: dict[str, str] = {}
+        kids = [c for c in children(content, d) if c.digest in seen]
+        if mt.is_manifest(d.media_type):
+            with content.open(d) as f:
+                doc = _json_doc(f.read(_MAX_META), f"manifest {d.digest}")
+            cfg = doc.get("config") if isinstance(doc, dict) else None
+            cdig = cfg.get("digest") if isinstance(cfg, dict) else None
+            n = 0
+            for c in kids:
+                if c.digest == cdig and f"{GC_REF_CONTENT}.config" not in labels:
+                    labels[f"{GC_REF_CONTENT}.config"] = str(c.digest)
+                else:
+                    labels[f"{GC_REF_CONTENT}.l.{n}"] = str(c.digest)
+                    n += 1
+        else:
+            for i, c in enumerate(kids):
+                labels[f"{GC_REF_CONTENT}.m.{i}"] = str(c.digest)
+        if labels:
+            info = content.info(d.digest)
+            content.update(replace(info, labels=labels), [f"labels.{k}" for k in labels])
 
 
 def _finish(
@@ -456,7 +483,7 @@ def _finish(
     tag: str | None,
     stats: tuple[int, int],
 ) -> LoadResult:
-    _verify(content, roots, seen)
+    nodes = [n for r in roots for n in _present_graph(content, r, seen)]
     if tag is not None:
         if len(roots) != 1:
             raise InvalidArgument(
@@ -470,7 +497,7 @@ def _finish(
             raise InvalidArgument(
                 f"archive image {r.target.digest}: has no name; give it one (pallet load --tag)"
             )
-    _gc_labels(content, roots, seen)
+    _gc_labels(content, nodes, seen)
     out = []
     for r in roots:
         for name in r.names:
@@ -603,16 +630,17 @@ def load_directory(
         roots = _oci_roots(idx, lay, where.rstrip(":"))
         seen: dict[Digest, int] = {}
         nbytes = 0
-        stack = [r.target for r in roots]
+        # an index's manifests may be missing (the platforms not saved); see _present_graph
+        stack = [(r.target, False) for r in roots]
         while stack:
-            d = stack.pop()
+            d, optional = stack.pop()
             if d.digest in seen:
                 continue
             what = f"{where} blob {d.digest}"
             try:
                 fd = _open_in(rootfd, ["blobs", d.digest.algorithm, d.digest.hex], what)
             except NotFound:
-                if _foreign(d):
+                if _foreign(d) or optional:
                     continue
                 raise InvalidArgument(f"{what}: missing from the layout") from None
             with os.fdopen(fd, "rb") as f:
@@ -622,7 +650,7 @@ def load_directory(
                 _ingest(content, f, size, d.digest, lease, what)
             seen[d.digest] = size
             nbytes += size
-            stack.extend(children(content, d))
+            stack.extend((c, mt.is_index(d.media_type)) for c in children(content, d))
     finally:
         os.close(rootfd)
     return _finish("oci", roots, content, images, seen, tag, (len(seen), nbytes))
