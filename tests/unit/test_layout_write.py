@@ -330,3 +330,24 @@ def test_cli_stdout_gives_the_same_bytes_as_a_file(tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr == b"pallet: error: image nope:v1: not found\n"
     r = _cli(root, "save", "example.com/app:v1", "--platform", "linux", "-o", str(f))
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1
+
+
+def test_distribution_source_labels_become_annotations(db: DB, tmp_path: Path) -> None:
+    """BuildKit HEAD copies the root's containerd.io/distribution.source.* labels (§7.3)."""
+    from dataclasses import replace
+
+    img = image(db, tmp_path)
+    info = db.content.info(img.manifest.digest)
+    key = "containerd.io/distribution.source.example.com"
+    db.content.update(
+        replace(info, labels={key: "team/app", "other": "x"}), [f"labels.{key}", "labels.other"]
+    )
+    plan = plan_layout(
+        db.content, [ArchiveImage(target=img.manifest, names=("example.com/team/app:v1",))]
+    )
+    (entry,) = json.loads(plan.index_json)["manifests"]
+    assert entry["annotations"] == {
+        key: "team/app",
+        "io.containerd.image.name": "example.com/team/app:v1",
+        "org.opencontainers.image.ref.name": "v1",
+    }
