@@ -1,0 +1,150 @@
+"""containerd's snapshot service (one named snapshotter) as a :class:`pallet.snapshots.Snapshotter`.
+
+Mounts are what the daemon returns (``bind`` for ``native``, ``overlay`` for ``overlayfs``):
+host paths inside the daemon's root, to be handed back to the daemon (``Diff.Apply``) rather
+than mounted here. ``prepare``, ``view`` and ``commit`` with ``lease=`` attach the snapshot to
+that lease.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .. import filters as _filters
+from .. import labels as _labels
+from ..errors import InvalidArgument
+from ..mount import Mount
+from ..snapshots import Info, Kind, Usage
+from ._convert import mounts_from_pb, to_datetime
+from ._rpc import Connection
+
+__all__ = ["ContainerdSnapshotter"]
+
+_KINDS = {1: Kind.VIEW, 2: Kind.ACTIVE, 3: Kind.COMMITTED}
+_KIND_NUMBERS = {v: k for k, v in _KINDS.items()}
+
+
+class ContainerdSnapshotter:
+    """Snapshotter ``name`` of one containerd namespace.
+
+    ``lease``: the lease of ``prepare``/``view``/``commit`` called without one.
+    """
+
+    def __init__(
+        self, conn: Connection, namespace: str, name: str = "native", *, lease: str | None = None
+    ) -> None:
+        self._conn = conn
+        self.namespace = namespace
+        self.name = name
+        self.lease = lease
+
+    def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
+        return self._conn.unary(
+            "Snapshots", method, req, namespace=self.namespace, what=what, lease=lease
+        )
+
+    def _what(self, key: str) -> str:
+        return f"snapshot {self.name}/{key}"
+
+    @staticmethod
+    def _info(pb: Any) -> Info:
+        return Info(
+            name=pb.name,
+            parent=pb.parent,
+            kind=_KINDS.get(int(pb.kind), Kind.ACTIVE),
+            labels=dict(pb.labels),
+            created_at=to_datetime(pb.created_at),
+            updated_at=to_datetime(pb.updated_at),
+        )
+
+    def stat(self, key: str) -> Info:
+        req = self._conn.pb.snapshots.StatSnapshotRequest(snapshotter=self.name, key=key)
+        return self._info(self._call("Stat", req, self._what(key)).info)
+
+    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+        for p in fieldpaths:
+            if p != "labels" and not (p.startswith("labels.") and len(p) > len("labels.")):
+                raise InvalidArgument(f"field path {p!r}: cannot update snapshot")
+        _labels.apply_fieldpaths({}, info.labels, fieldpaths)  # validation only
+
+        pb = self._conn.pb.snapshots
+        req = pb.UpdateSnapshotRequest(
+            snapshotter=self.name,
+            info=pb.Info(
+                name=info.name,
+                parent=info.parent,
+                kind=_KIND_NUMBERS.get(info.kind, 0),
+                labels=dict(info.labels),
+            ),
+            update_mask=self._conn.field_mask(paths=list(fieldpaths)),
+        )
+        return self._info(self._call("Update", req, self._what(info.name)).info)
+
+    def usage(self, key: str) -> Usage:
+        req = self._conn.pb.snapshots.UsageRequest(snapshotter=self.name, key=key)
+        resp = self._call("Usage", req, self._what(key))
+        return Usage(int(resp.size), int(resp.inodes))
+
+    def mounts(self, key: str) -> builtins.list[Mount]:
+        req = self._conn.pb.snapshots.MountsRequest(snapshotter=self.name, key=key)
+        return mounts_from_pb(self._call("Mounts", req, self._what(key)).mounts)
+
+    def prepare(
+        self,
+        key: str,
+        parent: str = "",
+        *,
+        labels: Mapping[str, str] | None = None,
+        lease: str | None = None,
+    ) -> builtins.list[Mount]:
+        lbl = _labels.validate_all(labels or {})
+        req = self._conn.pb.snapshots.PrepareSnapshotRequest(
+            snapshotter=self.name, key=key, parent=parent, labels=lbl
+        )
+        resp = self._call("Prepare", req, self._what(key), lease or self.lease)
+        return mounts_from_pb(resp.mounts)
+
+    def view(
+        self,
+        key: str,
+        parent: str = "",
+        *,
+        labels: Mapping[str, str] | None = None,
+        lease: str | None = None,
+    ) -> builtins.list[Mount]:
+        lbl = _labels.validate_all(labels or {})
+        req = self._conn.pb.snapshots.ViewSnapshotRequest(
+            snapshotter=self.name, key=key, parent=parent, labels=lbl
+        )
+        return mounts_from_pb(self._call("View", req, self._what(key), lease or self.lease).mounts)
+
+    def commit(
+        self,
+        name: str,
+        key: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        lease: str | None = None,
+    ) -> None:
+        lbl = _labels.validate_all(labels or {})
+        req = self._conn.pb.snapshots.CommitSnapshotRequest(
+            snapshotter=self.name, name=name, key=key, labels=lbl
+        )
+        self._call("Commit", req, self._what(name), lease or self.lease)
+
+    def remove(self, key: str) -> None:
+        req = self._conn.pb.snapshots.RemoveSnapshotRequest(snapshotter=self.name, key=key)
+        self._call("Remove", req, self._what(key))
+
+    def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
+        _filters.parse(filters)
+        req = self._conn.pb.snapshots.ListSnapshotsRequest(
+            snapshotter=self.name, filters=list(filters)
+        )
+        for resp in self._conn.server_stream(
+            "Snapshots", "List", req, namespace=self.namespace, what=self._what("*")
+        ):
+            for i in resp.info:
+                yield self._info(i)

@@ -1,0 +1,253 @@
+"""Unpack layers into a containerd snapshotter with the daemon's own applier.
+
+This is containerd's ``rootfs.ApplyLayers`` run from the client, as BuildKit's exporter does
+(spec/containerd.md §3.4): for each layer whose chain ID is not yet a committed snapshot,
+``Prepare`` an active snapshot under a random ``extract-<nanos>-<random> <chainID>`` key on top
+of the parent chain, ``Diff.Apply`` the layer blob into its mounts (inside the daemon, which
+reads the blob from its own content store), check that the applied digest is the layer's diffID,
+and ``Commit`` it as the chain ID. A key collision picks a new key; a parent that vanished is
+re-applied first; losing the commit race to another client (AlreadyExists) is success; on any
+error the active snapshot is removed. With ``lease=`` every snapshot is attached to the lease.
+
+:func:`unpack_image` is BuildKit's ``unpackImage``: pick the platform's manifest, take the
+layers and the config's diffIDs, apply them, then label the config blob
+``containerd.io/gc.ref.snapshot.<snapshotter>=<top chain ID>`` so that the image keeps its
+snapshots alive once the lease is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import images as _images
+from ..content import Info, Provider
+from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
+from ..labels import GC_REF_SNAPSHOT_PREFIX
+from ..oci import mediatypes as mt
+from ..oci.descriptor import Descriptor, Platform
+from ..oci.digest import Digest
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .diff import ContainerdApplier
+    from .snapshots import ContainerdSnapshotter
+
+__all__ = [
+    "Layer",
+    "LayerLike",
+    "apply_layers",
+    "chain_ids",
+    "read_json",
+    "select_manifest",
+    "unpack_image",
+]
+
+MAX_CONFIG = 8 << 20
+
+
+class LayerLike(Protocol):
+    """A layer blob and its diffID (``pallet.rootfs.Layer`` has this shape)."""
+
+    @property
+    def blob(self) -> Descriptor: ...
+    @property
+    def diff_id(self) -> Digest: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layer:
+    blob: Descriptor
+    diff_id: Digest
+
+
+def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
+    """chainID(L0) = diffID(L0); chainID(L0..Ln) = sha256("<chainID(L0..Ln-1)> <diffID(Ln)>")."""
+    out: list[Digest] = []
+    for d in diff_ids:
+        if not out:
+            out.append(Digest(d))
+        else:
+            h = hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest()
+            out.append(Digest("sha256:" + h))
+    return out
+
+
+def apply_layers(
+    client: Client,
+    snapshotter_name: str,
+    layers: Sequence[LayerLike],
+    lease: str | None = None,
+    *,
+    on_layer: Callable[[LayerLike, bool], None] | None = None,
+) -> Digest:
+    """Make the chain of ``layers`` present in the daemon's snapshotter; returns the top chain ID.
+
+    ``on_layer(layer, applied)`` is told of each layer (applied False: it was present already).
+
+    Raises:
+        DigestMismatch: the daemon's applied digest is not the layer's diffID.
+        NotFound: a layer blob is not in the namespace's content store.
+    """
+    sn = client.snapshotter(snapshotter_name)
+    applier = client.applier()
+    chains = chain_ids([ly.diff_id for ly in layers])
+    start = len(chains)
+    while start > 0:  # the highest chain already present; apply upwards from there
+        try:
+            sn.stat(chains[start - 1])
+            break
+        except NotFound:
+            start -= 1
+    for i in range(start):
+        if on_layer:
+            on_layer(layers[i], False)
+    for i in range(start, len(layers)):
+        applied = _apply_one(sn, applier, layers, chains, i, lease)
+        if on_layer:
+            on_layer(layers[i], applied)
+    return chains[-1] if chains else Digest("")
+
+
+def _apply_one(
+    sn: ContainerdSnapshotter,
+    applier: ContainerdApplier,
+    layers: Sequence[LayerLike],
+    chains: Sequence[Digest],
+    i: int,
+    lease: str | None,
+) -> bool:
+    """Apply layer ``i`` on top of chain ``i-1``; False if another client committed it first."""
+    layer, chain = layers[i], chains[i]
+    parent = chains[i - 1] if i else ""
+    parent_redone = False
+    while True:
+        key = f"extract-{time.time_ns()}-{secrets.token_urlsafe(6)} {chain}"
+        try:
+            mounts = sn.prepare(key, parent, lease=lease)
+            break
+        except AlreadyExists:
+            continue  # key taken: pick another
+        except NotFound:
+            if i == 0 or parent_redone:
+                raise
+            # the parent went away between Stat and Prepare: make it again, once
+            _apply_one(sn, applier, layers, chains, i - 1, lease)
+            parent_redone = True
+    try:
+        applied = applier.apply(layer.blob, mounts, lease=lease)
+        if applied.digest != layer.diff_id:
+            raise DigestMismatch(
+                f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
+                f"{applied.digest}, expected {layer.diff_id}"
+            )
+        try:
+            sn.commit(chain, key, lease=lease)
+        except AlreadyExists:
+            with contextlib.suppress(NotFound):
+                sn.remove(key)
+            return False
+        return True
+    except BaseException:
+        with contextlib.suppress(Error):
+            sn.remove(key)
+        raise
+
+
+def read_json(provider: Provider, desc: Descriptor, what: str) -> dict[str, Any]:
+    with provider.open(desc) as f:
+        raw = f.read(MAX_CONFIG + 1)
+    if len(raw) > MAX_CONFIG:
+        raise InvalidArgument(f"{what} {desc.digest}: larger than {MAX_CONFIG} bytes")
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"{what} {desc.digest}: invalid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidArgument(f"{what} {desc.digest}: not a JSON object")
+    return obj
+
+
+def _matches(p: Platform | None, want: Platform) -> bool:
+    if p is None:
+        return False
+    return (
+        p.os == want.os
+        and p.architecture == want.architecture
+        and (not want.variant or not p.variant or p.variant == want.variant)
+    )
+
+
+def select_manifest(
+    provider: Provider, desc: Descriptor, platform: Platform | None = None
+) -> Descriptor:
+    """The manifest of ``platform`` (default: this machine's) under ``desc``.
+
+    Raises:
+        NotFound: an index has no manifest for the platform.
+    """
+    want = platform or Platform.default()
+    seen = 0
+    while mt.is_index(desc.media_type):
+        seen += 1
+        if seen > 8:
+            raise InvalidArgument(f"index {desc.digest}: nested too deeply")
+        kids = _images.children(provider, desc)
+        exact = [k for k in kids if _matches(k.platform, want) and k.platform == want]
+        loose = [k for k in kids if _matches(k.platform, want)]
+        if not (exact or loose):
+            raise NotFound(f"index {desc.digest}: no manifest for platform {want}")
+        desc = (exact or loose)[0]
+    if not mt.is_manifest(desc.media_type):
+        raise InvalidArgument(f"image target {desc.digest}: {desc.media_type} is not a manifest")
+    return desc
+
+
+def unpack_image(
+    client: Client,
+    target: Descriptor,
+    *,
+    snapshotter: str = "native",
+    platform: Platform | None = None,
+    lease: str | None = None,
+    on_layer: Callable[[LayerLike, bool], None] | None = None,
+) -> Digest:
+    """Unpack the image ``target`` (manifest or index) and label its config; returns the chain ID.
+
+    Raises:
+        InvalidArgument: the config's diffIDs do not match the manifest's layers.
+    """
+    content = client.content
+    manifest_desc = select_manifest(content, target, platform)
+    manifest = read_json(content, manifest_desc, "manifest")
+    config = Descriptor.from_json(manifest.get("config") or {})
+    blobs = [Descriptor.from_json(x) for x in manifest.get("layers") or ()]
+    cfg = read_json(content, config, "config")
+    diff_ids = [Digest.parse(str(d)) for d in (cfg.get("rootfs") or {}).get("diff_ids") or ()]
+    if len(diff_ids) != len(blobs):
+        raise InvalidArgument(
+            f"manifest {manifest_desc.digest}: mismatched image rootfs and manifest layers"
+        )
+    layers = [Layer(blob=b, diff_id=d) for b, d in zip(blobs, diff_ids, strict=True)]
+    chain = apply_layers(client, snapshotter, layers, lease, on_layer=on_layer)
+    if layers:
+        key = f"{GC_REF_SNAPSHOT_PREFIX}{snapshotter}"
+        now = datetime.now(UTC)
+        content.update(
+            Info(
+                digest=config.digest,
+                size=config.size,
+                created_at=now,
+                updated_at=now,
+                labels={key: chain},
+            ),
+            [f"labels.{key}"],
+        )
+    return chain
