@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import filters as _filters
 from .. import labels as _labels
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from ..leases import Lease, Resource
 from ._convert import to_datetime
 from ._rpc import Connection
@@ -34,6 +34,13 @@ class ContainerdLeaseManager:
 
     def _call(self, method: str, req: Any, what: str) -> Any:
         return self._conn.unary("Leases", method, req, namespace=self.namespace, what=what)
+
+    def _on_lease(self, method: str, req: Any, lease_id: str) -> Any:
+        """A resource call; a missing lease reads as with the embedded store."""
+        try:
+            return self._call(method, req, f"lease {lease_id}")
+        except NotFound:
+            raise NotFound(f"lease {lease_id}: lease does not exist") from None
 
     @staticmethod
     def _lease(pb: Any) -> Lease:
@@ -64,14 +71,14 @@ class ContainerdLeaseManager:
     def add_resource(self, lease_id: str, resource: Resource) -> None:
         pb = self._conn.pb.leases
         req = pb.AddResourceRequest(id=lease_id, resource=self._resource(resource))
-        self._call("AddResource", req, f"lease {lease_id}")
+        self._on_lease("AddResource", req, lease_id)
 
     def delete_resource(self, lease_id: str, resource: Resource) -> None:
         pb = self._conn.pb.leases
         req = pb.DeleteResourceRequest(id=lease_id, resource=self._resource(resource))
-        self._call("DeleteResource", req, f"lease {lease_id}")
+        self._on_lease("DeleteResource", req, lease_id)
 
     def list_resources(self, lease_id: str) -> builtins.list[Resource]:
         req = self._conn.pb.leases.ListResourcesRequest(id=lease_id)
-        resp = self._call("ListResources", req, f"lease {lease_id}")
+        resp = self._on_lease("ListResources", req, lease_id)
         return sorted(Resource(r.type, r.id) for r in resp.resources)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import filters as _filters
 from .. import labels as _labels
-from ..errors import InvalidArgument
+from ..errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, NotFound
 from ..mount import Mount
 from ..snapshots import Info, Kind, Usage
 from ._convert import mounts_from_pb, to_datetime
@@ -132,7 +132,22 @@ class ContainerdSnapshotter:
         req = self._conn.pb.snapshots.CommitSnapshotRequest(
             snapshotter=self.name, name=name, key=key, labels=lbl
         )
-        self._call("Commit", req, self._what(name), lease or self.lease)
+        try:
+            self._call("Commit", req, self._what(name), lease or self.lease)
+        except (NotFound, FailedPrecondition, AlreadyExists, InvalidArgument):
+            raise
+        except Error:
+            # containerd 1.6's native snapshotter fails obscurely (UNKNOWN) on a view; say
+            # what pallet's snapshotter says
+            try:
+                kind = self.stat(key).kind
+            except Error:
+                kind = None
+            if kind == Kind.VIEW:
+                raise FailedPrecondition(
+                    f"snapshot {self.name}/{key}: a view cannot be committed"
+                ) from None
+            raise
 
     def remove(self, key: str) -> None:
         req = self._conn.pb.snapshots.RemoveSnapshotRequest(snapshotter=self.name, key=key)
