@@ -1,0 +1,347 @@
+"""pallet's containerd client end to end against a private daemon, without the exporter.
+
+The image is built here by hand: two gzip layers (the first holds a copy of the host's static
+``/bin/busybox``, the second adds a file and whites one out), an OCI config and a manifest with
+the GC labels. Everything is written under a temporary lease, unpacked with the daemon's
+``Diff.Apply`` into the ``native`` snapshotter, the config is labelled with the snapshot chain,
+the lease goes, ``ctr run`` starts the image, and deleting the image (sync) lets the daemon's
+collector free every blob and snapshot that was written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pallet.containerd import Client, Layer, apply_layers, chain_ids, copy_image, unpack_image
+from pallet.content import Info
+from pallet.errors import DigestMismatch, NotFound
+from pallet.images import Image
+from pallet.leases import temporary
+from pallet.metadata.db import DB
+from pallet.oci import mediatypes as mt
+from pallet.oci.descriptor import Descriptor, Platform
+from pallet.oci.digest import Digest
+from support.ctrd import Ctrd, new_namespace
+from support.ctrd import client as client  # the fixture
+from support.ctrd import ctrd as ctrd  # the fixture
+
+pytestmark = pytest.mark.integration
+
+BUSYBOX = "/bin/busybox"
+GC = "containerd.io/gc.ref.content"
+
+
+def sha(b: bytes) -> Digest:
+    return Digest("sha256:" + hashlib.sha256(b).hexdigest())
+
+
+def _tar(entries: Sequence[tuple[str, bytes | None, int]]) -> bytes:
+    """A tar of (name, data or None for a directory, mode), mtime 0, root-owned."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data, mode in entries:
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.mtime = mode, 0
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                tf.addfile(ti)
+            else:
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _gzip(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as g:
+        g.write(data)
+    return buf.getvalue()
+
+
+@dataclass
+class Built:
+    """An image's blobs: layers (blob bytes, diffID), config and manifest."""
+
+    layers: list[tuple[Descriptor, bytes, Digest]]
+    config: tuple[Descriptor, bytes]
+    manifest: tuple[Descriptor, bytes]
+
+    @property
+    def blobs(self) -> list[Digest]:
+        return [d.digest for d, _, _ in self.layers] + [
+            self.config[0].digest,
+            self.manifest[0].digest,
+        ]
+
+    @property
+    def chain(self) -> list[Digest]:
+        return chain_ids([diff for _, _, diff in self.layers])
+
+    def rootfs_layers(self) -> list[Layer]:
+        return [Layer(blob=d, diff_id=diff) for d, _, diff in self.layers]
+
+
+def build_image(extra: bytes = b"") -> Built:
+    if shutil.which("busybox") is None and not Path(BUSYBOX).exists():
+        pytest.fail("busybox-static is required (apt-get install busybox-static)")
+    bb = Path(BUSYBOX).read_bytes()
+    l1 = _tar(
+        [
+            ("bin/", None, 0o755),
+            ("bin/busybox", bb, 0o755),
+            ("etc/", None, 0o755),
+            ("etc/gone.txt", b"deleted by layer 2\n", 0o644),
+        ]
+    )
+    l2 = _tar(
+        [
+            ("etc/", None, 0o755),
+            ("etc/hello.txt", b"hello from layer 2\n" + extra, 0o644),
+            ("etc/.wh.gone.txt", b"", 0o644),
+        ]
+    )
+    layers = []
+    for raw in (l1, l2):
+        blob = _gzip(raw)
+        layers.append(
+            (Descriptor(media_type=mt.OCI_LAYER_GZIP, digest=sha(blob), size=len(blob)), blob,
+             sha(raw))
+        )  # fmt: skip
+    plat = Platform.default()
+    cfg = json.dumps(
+        {
+            "architecture": plat.architecture,
+            "os": "linux",
+            "config": {"Cmd": ["/bin/busybox", "echo", "hello-pallet"]},
+            "rootfs": {"type": "layers", "diff_ids": [str(d) for _, _, d in layers]},
+        },
+        sort_keys=True,
+    ).encode()
+    cdesc = Descriptor(media_type=mt.OCI_CONFIG, digest=sha(cfg), size=len(cfg))
+    man = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": cdesc.to_json(),
+            "layers": [d.to_json() for d, _, _ in layers],
+        },
+        sort_keys=True,
+    ).encode()
+    mdesc = Descriptor(media_type=mt.OCI_MANIFEST, digest=sha(man), size=len(man))
+    return Built(layers=layers, config=(cdesc, cfg), manifest=(mdesc, man))
+
+
+def write_blob(
+    client: Client, desc: Descriptor, data: bytes, lease: str, labels: dict[str, str]
+) -> None:
+    with client.content.writer(
+        f"test-{desc.digest}", total=desc.size, expected=desc.digest, lease=lease
+    ) as w:
+        w.write(data[w.offset :])
+        w.commit(desc.size, desc.digest, labels=labels)
+
+
+def write_image(client: Client, b: Built, lease: str) -> None:
+    """Children first; the manifest carries the GC edges to its config and layers."""
+    for d, blob, diff in b.layers:
+        write_blob(client, d, blob, lease, {"containerd.io/uncompressed": diff})
+    write_blob(client, b.config[0], b.config[1], lease, {})
+    labels = {f"{GC}.config": b.config[0].digest}
+    labels.update({f"{GC}.l.{i}": d.digest for i, (d, _, _) in enumerate(b.layers)})
+    write_blob(client, b.manifest[0], b.manifest[1], lease, labels)
+
+
+def snapshot_names(ctrd: Ctrd, ns: str) -> dict[str, str]:
+    """name -> kind, from ``ctr snapshots --snapshotter native ls``."""
+    out = ctrd.ctr(ns, "snapshots", "--snapshotter", "native", "ls").stdout.splitlines()[1:]
+    return {line.split()[0]: line.split()[-1] for line in out if line.strip()}
+
+
+def test_write_unpack_run_and_collect(ctrd: Ctrd, client: Client) -> None:
+    ns = client.namespace
+    b = build_image()
+    name = "example.com/pallet/e2e:latest"
+    with temporary(client.leases) as lease:
+        write_image(client, b, lease)
+        client.images.create(Image(name=name, target=b.manifest[0]))
+        seen: list[tuple[Digest, bool]] = []
+        chain = apply_layers(
+            client,
+            "native",
+            b.rootfs_layers(),
+            lease,
+            on_layer=lambda ly, applied: seen.append((ly.diff_id, applied)),
+        )
+        assert chain == b.chain[-1]
+        assert seen == [(diff, True) for _, _, diff in b.layers]
+        key = "containerd.io/gc.ref.snapshot.native"
+        cfg = client.content.info(b.config[0].digest)
+        client.content.update(
+            Info(
+                digest=cfg.digest,
+                size=cfg.size,
+                created_at=cfg.created_at,
+                updated_at=cfg.updated_at,
+                labels={key: chain},
+            ),
+            [f"labels.{key}"],
+        )
+        leased = {r.id for r in client.leases.list_resources(lease)}
+        assert set(b.blobs) <= leased and set(b.chain) <= leased
+    # the lease is gone; the image is the only root now
+    assert ctrd.ctr(ns, "leases", "ls").stdout.splitlines()[1:] == []
+    assert snapshot_names(ctrd, ns) == {c: "Committed" for c in b.chain}
+    assert snapshot_names(ctrd, ns)[b.chain[1]] == "Committed"
+    images = ctrd.ctr(ns, "images", "ls").stdout.splitlines()[1:]
+    assert [line.split()[0] for line in images] == [name]
+    # the unpacked tree: layer 2's whiteout applied by the daemon
+    sn = client.snapshotter("native")
+    view = sn.view("look", b.chain[-1])
+    root = Path(view[0].as_dir())
+    assert (root / "etc" / "hello.txt").read_bytes() == b"hello from layer 2\n"
+    assert not (root / "etc" / "gone.txt").exists()
+    assert (root / "bin" / "busybox").read_bytes() == Path(BUSYBOX).read_bytes()
+    sn.remove("look")
+    run = ctrd.ctr(
+        ns,
+        "run",
+        "--rm",
+        "--snapshotter",
+        "native",
+        name,
+        "c1",
+        "/bin/busybox",
+        "echo",
+        "hello-pallet",
+    )
+    assert run.stdout.strip() == "hello-pallet"
+    # a GC now keeps everything: the image holds the manifest, the config holds the snapshots
+    client.leases.create("gc-trigger")
+    client.leases.delete("gc-trigger", sync=True)
+    assert {i.digest for i in client.content.walk()} == set(b.blobs)
+    assert set(snapshot_names(ctrd, ns)) == set(b.chain)
+    # deleting the image (sync) frees every blob and snapshot we wrote
+    client.images.delete(name, sync=True)
+    listed = ctrd.ctr(ns, "content", "ls").stdout
+    assert not any(d in listed for d in b.blobs)
+    assert list(client.content.walk()) == []
+    assert snapshot_names(ctrd, ns) == {}
+    assert ctrd.ctr(ns, "leases", "ls").stdout.splitlines()[1:] == []
+    for d in b.blobs:  # and the bytes are gone from the daemon's disk, not only unlinked
+        assert not (ctrd.content_root / "blobs" / "sha256" / d.hex).exists()
+
+
+def test_apply_layers_skips_present_chains_and_checks_diff_ids(client: Client) -> None:
+    b = build_image(extra=b"second image\n")
+    with temporary(client.leases) as lease:
+        write_image(client, b, lease)
+        first = apply_layers(client, "native", b.rootfs_layers(), lease)
+        seen: list[bool] = []
+        again = apply_layers(
+            client, "native", b.rootfs_layers(), lease, on_layer=lambda _ly, a: seen.append(a)
+        )
+        assert first == again == b.chain[-1] and seen == [False, False]
+        # a wrong diffID: the daemon's applied digest disagrees, nothing is left behind
+        bad = [b.rootfs_layers()[0], Layer(blob=b.layers[1][0], diff_id=sha(b"not it"))]
+        with pytest.raises(DigestMismatch, match="wrong diff id"):
+            apply_layers(client, "native", bad, lease)
+        # a layer blob the namespace does not have
+        missing = [Layer(blob=b.layers[0][0], diff_id=b.layers[0][2])]
+        other = client.with_namespace(new_namespace())
+        with temporary(other.leases) as lease2, pytest.raises(NotFound):
+            apply_layers(other, "native", missing, lease2)
+        assert list(other.snapshotter("native").walk()) == []
+        names = {i.name for i in client.snapshotter("native").walk()}
+        assert names == set(b.chain)  # no extract-… key survived the failure
+
+
+def test_unpack_into_overlayfs(ctrd: Ctrd, client: Client) -> None:
+    b = build_image(extra=b"overlay\n")
+    name = "example.com/pallet/overlay:1"
+    with temporary(client.leases) as lease:
+        write_image(client, b, lease)
+        client.images.create(Image(name=name, target=b.manifest[0]))
+        chain = unpack_image(client, b.manifest[0], snapshotter="overlayfs", lease=lease)
+    assert chain == b.chain[-1]
+    labels = client.content.info(b.config[0].digest).labels
+    assert labels == {"containerd.io/gc.ref.snapshot.overlayfs": chain}
+    out = ctrd.ctr(
+        client.namespace,
+        "run",
+        "--rm",
+        "--snapshotter",
+        "overlayfs",
+        name,
+        "c2",
+        "/bin/busybox",
+        "cat",
+        "/etc/hello.txt",
+    )
+    assert out.stdout == "hello from layer 2\noverlay\n"
+    client.images.delete(name, sync=True)
+    assert list(client.snapshotter("overlayfs").walk()) == []
+
+
+def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: DB) -> None:
+    b = build_image(extra=b"copied\n")
+    # the image in pallet's own store first (as the exporter or `pallet load` would leave it)
+    with temporary(db.leases) as lease:
+        for d, blob, diff in b.layers:
+            with db.content.writer(f"l-{d.digest}", lease=lease) as w:
+                w.write(blob)
+                w.commit(d.size, d.digest, labels={"containerd.io/uncompressed": diff})
+        for d, data in (b.config, b.manifest):
+            with db.content.writer(f"x-{d.digest}", lease=lease) as w:
+                w.write(data)
+                w.commit(d.size, d.digest)
+        db.create(Image(name="local/e2e:1", target=b.manifest[0], labels={"from": "pallet"}))
+    img = db.get("local/e2e:1")
+    res = copy_image(client, db.content, img, names=["example.com/copied:1"], unpack=True)
+    assert res.chain_id == b.chain[-1]
+    assert (res.blobs_written, res.blobs_present) == (4, 0)
+    assert res.bytes_written == sum(d.size for d in [x[0] for x in b.layers]) + sum(
+        len(x[1]) for x in (b.config, b.manifest)
+    )
+    got = client.images.get("example.com/copied:1")
+    assert got.target == b.manifest[0] and got.labels == {"from": "pallet"}
+    man = client.content.info(b.manifest[0].digest).labels
+    assert man == {
+        f"{GC}.config": b.config[0].digest,
+        f"{GC}.l.0": b.layers[0][0].digest,
+        f"{GC}.l.1": b.layers[1][0].digest,
+    }
+    assert client.content.info(b.layers[1][0].digest).labels == {
+        "containerd.io/uncompressed": b.layers[1][2]
+    }
+    assert ctrd.ctr(client.namespace, "leases", "ls").stdout.splitlines()[1:] == []
+    out = ctrd.ctr(
+        client.namespace,
+        "run",
+        "--rm",
+        "--snapshotter",
+        "native",
+        "example.com/copied:1",
+        "c3",
+        "/bin/busybox",
+        "cat",
+        "/etc/hello.txt",
+    )
+    assert out.stdout == "hello from layer 2\ncopied\n"
+    # a second copy finds everything present and only names the image
+    res2 = copy_image(client, db.content, img, names=["example.com/copied:2"], unpack=True)
+    assert (res2.blobs_written, res2.blobs_present, res2.bytes_written) == (0, 4, 0)
+    names = [i.name for i in client.images.list()]
+    assert names == ["example.com/copied:1", "example.com/copied:2"]
+    client.images.delete("example.com/copied:1")
+    client.images.delete("example.com/copied:2", sync=True)
+    assert list(client.content.walk()) == []
