@@ -345,3 +345,41 @@ def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: DB) 
     client.images.delete("example.com/copied:1")
     client.images.delete("example.com/copied:2", sync=True)
     assert list(client.content.walk()) == []
+
+
+def test_cli_version_copy_images(
+    ctrd: Ctrd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pallet.cli.main import main
+    from pallet.metadata.db import open_db
+
+    b = build_image(extra=b"cli\n")
+    root = tmp_path / "store"
+    db = open_db(root)
+    try:
+        with temporary(db.leases) as lease:
+            for d, data in [(d, blob) for d, blob, _ in b.layers] + [b.config, b.manifest]:
+                with db.content.writer(f"w-{d.digest}", lease=lease) as w:
+                    w.write(data)
+                    w.commit(d.size, d.digest)
+            db.create(Image(name="docker.io/library/cli:1", target=b.manifest[0]))
+    finally:
+        db.close()
+    conn = ["-a", ctrd.socket, "-n", client.namespace]
+    assert main(["containerd", "version", *conn]) == 0
+    assert capsys.readouterr().out.startswith("containerd 1.")
+    args = ["containerd", "copy", "cli:1", "--name", "example.com/cli:1", "--unpack", *conn]
+    assert main([*args, "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"example.com/cli:1: {b.manifest[0].digest}" in out
+    assert f"unpacked into native: {b.chain[-1]}" in out
+    assert main(["containerd", "images", *conn, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [i["name"] for i in listed] == ["example.com/cli:1"]
+    assert main(["containerd", "version", "-a", str(tmp_path / "none.sock")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"pallet: error: containerd at {tmp_path / 'none.sock'}: no such socket "
+        "(is containerd running?)\n"
+    )
+    client.images.delete("example.com/cli:1", sync=True)

@@ -277,3 +277,13 @@ def test_unreachable_daemon_names_the_socket() -> None:
     assert str(err).startswith("containerd at /run/x.sock: not reachable: failed to connect")
     locked = map_error(_Rpc(grpc.StatusCode.UNAVAILABLE, "ref a locked"), "ingest ref a", "/s")
     assert str(locked) == "ingest ref a: ref a locked"
+
+
+def test_cli_without_the_extra_is_one_line() -> None:
+    r = _py(
+        "import sys; sys.modules['grpc'] = None\n"
+        "from pallet.cli.main import main\n"
+        "sys.exit(main(['containerd', 'version', '-a', '/nonexistent.sock']))\n"
+    )
+    assert r.returncode == 1
+    assert r.stderr == f"pallet: error: {INSTALL_HINT}\n"
