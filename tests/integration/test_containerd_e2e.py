@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 from collections.abc import Sequence
@@ -383,3 +384,35 @@ def test_cli_version_copy_images(
         "(is containerd running?)\n"
     )
     client.images.delete("example.com/cli:1", sync=True)
+
+
+def test_layer_pipeline_writes_straight_into_containerd(client: Client, tmp_path: Path) -> None:
+    """pallet's one-pass layer pipeline (tar -> diffID -> gzip -> digest -> store) with the
+    containerd content store as its sink: the store the exporter is given."""
+    from pallet.archive.diff import write_diff
+    from pallet.compression import Compression
+    from pallet.compression.pipeline import write_layer
+
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, tree / "bin" / "busybox")
+    (tree / "big").write_bytes(os.urandom(3 << 20))
+    (tree / "link").symlink_to("bin/busybox")
+    with temporary(client.leases) as lease:
+        res = write_layer(
+            lambda sink: write_diff(None, str(tree), sink),
+            client.content,
+            compression=Compression.GZIP,
+            lease=lease,
+        )
+        info = client.content.info(res.descriptor.digest)
+        assert info.size == res.descriptor.size
+        assert info.labels["containerd.io/uncompressed"] == res.diff_id
+        layer = Layer(blob=res.descriptor, diff_id=res.diff_id)
+        chain = apply_layers(client, "native", [layer], lease)  # the daemon checks the diffID
+        assert chain == res.diff_id
+        view = client.snapshotter("native").view("v", chain, lease=lease)
+        root = Path(view[0].as_dir())
+        assert (root / "big").read_bytes() == (tree / "big").read_bytes()
+        assert os.readlink(root / "link") == "bin/busybox"
+        client.snapshotter("native").remove("v")

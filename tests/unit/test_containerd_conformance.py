@@ -227,3 +227,15 @@ def test_digest_and_status_mid_write(store: SuiteStore) -> None:
         assert (st.ref, st.offset, st.total) == ("mid", 3, 6)
         w.write(b"def")
         assert w.commit(6) == sha(b"abcdef")
+
+
+def test_an_abandoned_writer_frees_its_ref(store: SuiteStore) -> None:
+    import gc
+
+    w = store.writer("dropped")
+    w.write(b"partial")
+    w.status()  # the daemon has the bytes
+    del w
+    gc.collect()
+    with store.writer("dropped") as w2:  # the stream was ended: the ref lock is free again
+        assert w2.offset == len(b"partial")

@@ -87,6 +87,15 @@ def _check_fieldpaths(fieldpaths: Sequence[str], new: Mapping[str, str]) -> None
         _labels.validate_all(new)
 
 
+def _requests(q: queue.SimpleQueue[Any]) -> Iterator[Any]:
+    """The request stream: what the writer queues, until the end marker."""
+    while True:
+        item = q.get()
+        if item is _END:
+            return
+        yield item
+
+
 class ContainerdWriter:
     """One ingest over one ``Write`` stream. Not thread-safe (one writer, one thread)."""
 
@@ -110,8 +119,10 @@ class ContainerdWriter:
         self._ended = False
         pb = store._conn.pb.content
         self._req = pb.WriteContentRequest
+        # the request iterator must not reference the writer: an abandoned writer is then
+        # collected, and __del__ ends its stream (and the daemon's ref lock)
         self._call = store._conn.bidi(
-            "Content", "Write", self._requests(), namespace=store.namespace, lease=lease
+            "Content", "Write", _requests(self._q), namespace=store.namespace, lease=lease
         )
         try:
             first = self._req(action=_STAT, ref=ref, total=total, expected=expected or "")
@@ -128,13 +139,6 @@ class ContainerdWriter:
         self._started = to_datetime(resp.started_at)
 
     # -- the stream ---------------------------------------------------------------------------
-    def _requests(self) -> Iterator[Any]:
-        while True:
-            item = self._q.get()
-            if item is _END:
-                return
-            yield item
-
     def _recv(self, what: str) -> Any:
         try:
             resp = next(self._call)
@@ -311,6 +315,10 @@ class ContainerdWriter:
         except Error:
             pass
         self._finish()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_ended", True):
+            self._abandon()
 
     def __enter__(self) -> ContainerdWriter:
         return self
