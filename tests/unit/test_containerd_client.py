@@ -287,3 +287,14 @@ def test_cli_without_the_extra_is_one_line() -> None:
     )
     assert r.returncode == 1
     assert r.stderr == f"pallet: error: {INSTALL_HINT}\n"
+
+
+def test_an_unwritable_cache_builds_for_the_process(tmp_path: Path) -> None:
+    cache = tmp_path / "ro"
+    cache.write_text("a file where the cache directory should be")
+    r = _py(
+        "from pallet.containerd._proto import load\nprint(load().content.__file__)\n",
+        XDG_CACHE_HOME=str(cache),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "pallet-containerd-stubs-" in r.stdout

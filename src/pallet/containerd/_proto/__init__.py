@@ -23,6 +23,7 @@ nothing is added to ``sys.path``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib
@@ -178,7 +179,13 @@ def load() -> types.SimpleNamespace:
                     f"containerd backend: no stubs in $PALLET_CONTAINERD_STUBS={root}: "
                     "run python -m pallet.containerd._proto.build --out DIR"
                 )
-            build(root)
+            try:
+                build(root)
+            except OSError:
+                # an unwritable cache (read-only home): build for this process only
+                tmp = tempfile.mkdtemp(prefix="pallet-containerd-stubs-")
+                atexit.register(shutil.rmtree, tmp, True)
+                root = build(Path(tmp) / "s")
         pkg_dir = root / _STUB_RELDIR
         pkg = sys.modules.get(STUB_PACKAGE)
         if pkg is None or list(getattr(pkg, "__path__", ())) != [str(pkg_dir)]:
