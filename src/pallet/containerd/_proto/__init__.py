@@ -89,7 +89,13 @@ def cache_key() -> str:
     h.update(f"grpcio-tools {tools}\n".encode())
     for name in PROTOS:
         h.update(name.encode() + b"\0")
-        h.update((proto_dir() / f"{name}.proto").read_bytes())
+        try:
+            h.update((proto_dir() / f"{name}.proto").read_bytes())
+        except FileNotFoundError:
+            raise Unsupported(
+                f"containerd backend: {name}.proto is missing from {proto_dir()} "
+                "(pallet installed without its package data)"
+            ) from None
     return h.hexdigest()[:16]
 
 
