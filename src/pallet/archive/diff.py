@@ -13,9 +13,10 @@ byte, so ``a``, ``a/b``, ``a.b``. Each path falls in one of three cases:
 * in both: a **modification** unless :func:`_same` says the two are equal. We follow
   containerd's ``sameFile``: same inode, or same type/mode/uid/gid/rdev, same carried xattrs
   (containerd compares only ``security.capability``; we compare every xattr we write) and,
-  for non-directories, same size and same mtime seconds. When both mtimes have zero nanoseconds
-  the timestamps may have been truncated (by a copy or a tar round trip), so the content (or the
-  symlink target) is compared byte for byte; otherwise the nanoseconds must match. A changed
+  for non-directories, same size and same mtime seconds. When the lower mtime has zero
+  nanoseconds it may have been truncated (by a copy or a tar round trip: a base image unpacked
+  under a user's tree of the same files), so the content (or the symlink target) is compared
+  byte for byte; otherwise the nanoseconds must match. A changed
   file is re-emitted whole; a directory whose metadata (including its mtime, to the second,
   which containerd ignores) changed is re-emitted as a directory entry and its unchanged
   children are not, so applying the diff reproduces the upper tree's times exactly.
@@ -265,7 +266,16 @@ _Pair = tuple[bytes, os.DirEntry[bytes] | None, os.DirEntry[bytes] | None]
 class _Walker:
     """State of one :func:`write_diff` call."""
 
-    __slots__ = ("_clamp", "_fixed", "_inode_refs", "_inode_src", "_tw", "_warn")
+    __slots__ = (
+        "_clamp",
+        "_fixed",
+        "_inode_refs",
+        "_inode_src",
+        "_lo2up",
+        "_tw",
+        "_up2lo",
+        "_warn",
+    )
 
     def __init__(self, tw: TarWriter, sde: int | None, warn: Callable[[str], None] | None) -> None:
         self._tw = tw
@@ -274,6 +284,9 @@ class _Walker:
         self._warn = warn
         self._inode_src: dict[tuple[int, int], bytes] = {}  # first name of each link group
         self._inode_refs: dict[tuple[int, int], list[_LinkRef]] = {}
+        # inode pairing of unchanged link-group members, upper -> lower and back
+        self._up2lo: dict[tuple[int, int], tuple[int, int]] = {}
+        self._lo2up: dict[tuple[int, int], tuple[int, int]] = {}
 
     def run(self, lower: bytes | None, upper: bytes, dest: bytes) -> None:
         ancestors: list[_Dir] = []
@@ -474,10 +487,14 @@ class _Walker:
                     self._emit_dir(dname, ust, uxattrs)
                     self._add_tree(ue.path, dname)
                     continue
-                if le is not None and _same(le.path, le.stat(follow_symlinks=False), ue.path, ust):
-                    if ust.st_nlink > 1:
-                        self._unmodified_link(pfx + name, ue.path, ust, ancestors)
-                    continue
+                if le is not None:
+                    lst = le.stat(follow_symlinks=False)
+                    if _same(le.path, lst, ue.path, ust) and (
+                        ust.st_nlink == 1 or self._same_group(lst, ust)
+                    ):
+                        if ust.st_nlink > 1:
+                            self._unmodified_link(pfx + name, ue.path, ust, ancestors)
+                        continue
                 if ufmt not in _STORABLE:
                     self._skip(pfx + name, ufmt)
                     if le is not None:  # the lower entry must not show through
@@ -490,6 +507,20 @@ class _Walker:
                 stack.pop()
                 if stack:
                     ancestors.pop()
+
+    def _same_group(self, lst: os.stat_result, ust: os.stat_result) -> bool:
+        """Whether an unchanged multi-link file keeps its link partners.
+
+        Equal link counts do not prove equal groups: the members of one upper group must all
+        pair with one lower inode, and that inode with no other upper group. A member that
+        breaks the pairing is a change; emitting it re-emits the group's deferred members as
+        links (:meth:`_unmodified_link`), so the applied tree gets the upper group.
+        """
+        uk = (ust.st_dev, ust.st_ino)
+        lk = (lst.st_dev, lst.st_ino)
+        if self._up2lo.setdefault(uk, lk) != lk:
+            return False
+        return self._lo2up.setdefault(lk, uk) == uk
 
     def _same_dir(
         self, lpath: bytes, lst: os.stat_result, ust: os.stat_result, uxattrs: Xattrs | None
@@ -558,14 +589,17 @@ def _same(lpath: bytes, lst: os.stat_result, upath: bytes, ust: os.stat_result) 
         return False
     lsec, lns = divmod(lst.st_mtime_ns, _NS)
     usec, uns = divmod(ust.st_mtime_ns, _NS)
-    if lsec != usec or lns != uns:
+    # lower with whole seconds and upper with the same second: lower may be upper's truncated
+    # copy (a tar round trip, e.g. a base image unpacked under a user's tree), whose entry in
+    # the layer would be the same: decide by content
+    if lsec != usec or (lns != uns and lns != 0):
         return False
     fmt = ust.st_mode & _S_IFMT
     if fmt == _S_IFREG and _xattrs(lpath) != _xattrs(upath):
         return False
     if lns:  # equal, non-zero nanoseconds: trusted
         return True
-    # Both timestamps are whole seconds and may have been truncated: compare content.
+    # lower's timestamp is whole seconds and may have been truncated: compare content.
     if fmt == _S_IFLNK:
         return os.readlink(lpath) == os.readlink(upath)
     if fmt == _S_IFREG and ust.st_size:
