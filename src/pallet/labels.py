@@ -17,6 +17,14 @@ __all__ = [
     "GC_REF_CONTENT",
     "GC_REF_SNAPSHOT_PREFIX",
     "GC_ROOT",
+    "LAYER_BLOB",
+    "LAYER_DESCRIPTION",
+    "LAYER_DEST",
+    "LAYER_DIFF_ID",
+    "LAYER_EPOCH",
+    "LAYER_MEDIA_TYPE",
+    "LAYER_SIZE",
+    "LAZY",
     "MAX_LABEL_SIZE",
     "UNCOMPRESSED",
     "apply_fieldpaths",
@@ -32,6 +40,25 @@ GC_EXPIRE = "containerd.io/gc.expire"
 GC_FLAT = "containerd.io/gc.flat"
 UNCOMPRESSED = "containerd.io/uncompressed"
 DISTRIBUTION_SOURCE_PREFIX = "containerd.io/distribution.source."
+
+# Snapshot labels of pallet (BuildKit keeps these facts in its cache-ref metadata): the layer blob
+# that a committed snapshot's diff against its parent became, so that the next export reuses it.
+#: blob digest of the snapshot's layer
+LAYER_BLOB = "pallet.io/layer.blob"
+#: media type of that blob
+LAYER_MEDIA_TYPE = "pallet.io/layer.mediatype"
+#: size of that blob
+LAYER_SIZE = "pallet.io/layer.size"
+#: diffID of the layer
+LAYER_DIFF_ID = "pallet.io/layer.diffid"
+#: the SOURCE_DATE_EPOCH the layer's mtimes were clamped to ("" when not clamped)
+LAYER_EPOCH = "pallet.io/layer.epoch"
+#: the snapshot's directory is the whole layer, placed at this path (no diff against the parent)
+LAYER_DEST = "pallet.io/layer.dest"
+#: the history text of the layer (BuildKit's ``created_by`` of a ref)
+LAYER_DESCRIPTION = "pallet.io/layer.description"
+#: the snapshot has a blob but no directory (a layer of a base image that was not unpacked)
+LAZY = "pallet.io/lazy"
 
 
 def validate(key: str, value: str) -> None:

@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "snapshots",
         "rootfs",
         "remote",
+        "layout",
     },
     "cli": {"*"},
     "__init__": {"errors", "oci"},

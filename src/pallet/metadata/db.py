@@ -231,6 +231,9 @@ class DB:
         validate_image(image)
         lbl = _labels.validate_all(image.labels)
         now = _now()
+        # a given CreatedAt is kept (BuildKit sets it to SOURCE_DATE_EPOCH; containerd >= 1.7
+        # keeps it too), else now
+        created = image.created_at.astimezone(UTC) if image.created_at is not None else now
         with self._tx() as c:
             if c.execute("SELECT 1 FROM images WHERE name=?", (image.name,)).fetchone():
                 raise AlreadyExists(f"image {image.name}: already exists")
@@ -240,11 +243,11 @@ class DB:
                     image.name,
                     _target_json(image.target),
                     json.dumps(lbl, sort_keys=True),
-                    _ts(now),
+                    _ts(created),
                     _ts(now),
                 ),
             )
-        return replace(image, labels=lbl, created_at=now, updated_at=now)
+        return replace(image, labels=lbl, created_at=created, updated_at=now)
 
     def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
         if not image.name:

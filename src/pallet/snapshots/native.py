@@ -11,6 +11,12 @@ pallet extension: :meth:`NativeSnapshotter.commit_dir` registers a user's direct
 committed snapshot *without copying it*: it can be the upper (or lower) side of a diff, so
 exporting a 1 GB directory does not first write 1 GB of copies. Such a snapshot's directory is
 never written or deleted by pallet.
+
+pallet extension: :meth:`NativeSnapshotter.commit_lazy` records a committed snapshot that has a
+layer blob (its labels say which) but no directory, BuildKit's *lazy* ref: a base image's layers
+are exported by reusing their blobs without ever unpacking them. Such a snapshot cannot be read
+(:meth:`~NativeSnapshotter.path`) or used as the parent of ``prepare``/``view``; unpack the
+image's layers (``rootfs.apply_layers``) when its files are needed.
 """
 
 from __future__ import annotations
@@ -126,8 +132,16 @@ class NativeSnapshotter:
         return rec
 
     def path(self, key: str) -> str:
-        """The directory holding snapshot ``key`` (read it; write it only if active)."""
-        return self._dir(self._get(key))
+        """The directory holding snapshot ``key`` (read it; write it only if active).
+
+        Raises:
+            NotFound: no such snapshot.
+            FailedPrecondition: the snapshot is lazy (a blob, no directory).
+        """
+        rec = self._get(key)
+        if _labels.LAZY in rec.labels:
+            raise FailedPrecondition(f"snapshot {key}: lazy (its layer is not unpacked)")
+        return self._dir(rec)
 
     # -- queries ----------------------------------------------------------------------------
     def stat(self, key: str) -> Info:
@@ -202,6 +216,8 @@ class NativeSnapshotter:
         if self.records.get(key) is not None:
             raise AlreadyExists(f"snapshot {key}: already exists")
         prec = self._parent(parent)
+        if prec is not None and _labels.LAZY in prec.labels:
+            raise FailedPrecondition(f"snapshot {parent}: lazy parent (its layer is not unpacked)")
         sid = self._new_id()
         if kind == Kind.VIEW and prec is not None:
             # a view binds the parent read-only: nothing to copy
@@ -270,6 +286,35 @@ class NativeSnapshotter:
                 labels=lbl,
                 source=str(p.resolve()),
             ),
+            lease,
+        )
+
+    def commit_lazy(
+        self,
+        name: str,
+        parent: str = "",
+        *,
+        labels: Mapping[str, str],
+        lease: str | None = None,
+    ) -> None:
+        """Record committed snapshot ``name`` that has a layer blob but no directory.
+
+        ``labels`` must name the blob (:data:`~pallet.labels.LAYER_BLOB`, ``LAYER_DIFF_ID``,
+        ``LAYER_MEDIA_TYPE``, ``LAYER_SIZE``); :data:`~pallet.labels.LAZY` is added.
+
+        Raises:
+            InvalidArgument: a label naming the blob is missing.
+        """
+        _validate_key(name)
+        for k in (_labels.LAYER_BLOB, _labels.LAYER_DIFF_ID, _labels.LAYER_MEDIA_TYPE):
+            if not labels.get(k):
+                raise InvalidArgument(f"snapshot {name}: lazy snapshot without label {k}")
+        self._parent(parent)
+        lbl = _labels.validate_all({**labels, _labels.LAZY: "true"})
+        if self.records.get(name) is not None:
+            raise AlreadyExists(f"snapshot {name}: already exists")
+        self.records.create(
+            Record(key=name, id=self._new_id(), parent=parent, kind=Kind.COMMITTED, labels=lbl),
             lease,
         )
 
