@@ -190,6 +190,24 @@ def plan_for(
                 prepare=f"rm -rf {work}/bc-vfs",
                 output=f"layout:{work}/bc-vfs",
             )
+    # the whole command a user runs: interpreter start, snapshot record, layer, config,
+    # manifest, image record (or the OCI tarball), as `umoci insert` and `buildah commit` do
+    cli = f"{py} -m pallet.cli"
+    es = work / "store-export"
+    add(
+        "pallet export (CLI) -> store, gzip",
+        "pallet",
+        f"{cli} --root {es} export --layer {r} -t bench:1 --progress quiet",
+        prepare=f"rm -rf {es}",
+    )
+    et = work / "export-oci.tar"
+    add(
+        "pallet export (CLI) -> OCI tarball, gzip",
+        "pallet",
+        f"{cli} --root {es}-t export --layer {r} -o type=oci,dest={et},name=bench:1 "
+        "--progress quiet",
+        prepare=f"rm -rf {es}-t {et}",
+    )
     pallet("pallet gzip (level 3, threads 2)", "gzip", "--compression gzip")
     pallet("pallet zstd (level 3, threads 2)", "zstd", "--compression zstd")
     if variants:

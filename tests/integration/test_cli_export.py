@@ -362,3 +362,73 @@ def test_push_to_registry_and_base_from_registry(
         "quiet",
     )
     assert p.returncode != 0 and b"can't push tagged ref" in p.stderr
+
+
+def test_push_only_export_never_downloads_the_base_layers(
+    plain_registry: Registry, repo: str, tmp_path: Path
+) -> None:
+    src = tree(tmp_path / "d", {"big.bin": os.urandom(300_000)})
+    base = f"{plain_registry.host}/{repo}:base"
+    root = tmp_path / "s"
+    ok(
+        pallet(
+            root,
+            "export",
+            "--layer",
+            str(src),
+            "-o",
+            f"type=image,name={base},push=true,registry.insecure=true",
+            "--progress",
+            "quiet",
+        )
+    )
+    base_layer = json.loads(
+        subprocess.run(
+            [require_tool("skopeo"), "inspect", "--raw", "--tls-verify=false", f"docker://{base}"],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )["layers"][0]["digest"]
+    # a fresh store, push only (store=false): the base's layer is mounted, never fetched
+    root2 = tmp_path / "s2"
+    top = tree(tmp_path / "top", {"top.txt": b"top"})
+    child = f"{plain_registry.host}/{repo}-child:1"
+    digest = ok(
+        pallet(
+            root2,
+            "export",
+            "--base",
+            base,
+            "--insecure-registry",
+            "--layer",
+            str(top),
+            "-o",
+            f"type=image,name={child},push=true,store=false,registry.insecure=true",
+            "--progress",
+            "quiet",
+        )
+    ).strip()
+    db = open_db(root2)
+    try:
+        present = {str(i.digest) for i in db.content.walk()}
+        assert base_layer not in present
+        assert db.list() == []
+    finally:
+        db.close()
+    out = tmp_path / "copy"
+    r = subprocess.run(
+        [
+            require_tool("skopeo"),
+            "copy",
+            "--src-tls-verify=false",
+            f"docker://{child}",
+            f"oci:{out}:x",
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    index = json.loads((out / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == digest
+    assert (out / "blobs/sha256" / base_layer.split(":")[1]).stat().st_size > 300_000

@@ -275,6 +275,7 @@ def _resolve_base(
             root = pull(
                 r,
                 backend.content,
+                layers=not _push_only(args),
                 platform=p,
                 lease=lease,
                 insecure=args.insecure_registry,
@@ -286,6 +287,26 @@ def _resolve_base(
             raise
     assert root is not None
     return root
+
+
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _push_only(args: argparse.Namespace) -> bool:
+    """Every output pushes without storing, and no --rootfs needs the base's files: the base's
+    layers need not be downloaded (the registry mounts them), as BuildKit's lazy refs."""
+    outs = getattr(args, "_outputs", [])
+    return (
+        bool(outs)
+        and all(
+            o["type"] == "image"
+            and o.get("store") in _FALSE
+            and o.get("push", "false") not in _FALSE
+            and o.get("force-compression", "false") in _FALSE
+            for o in outs
+        )
+        and not any(kind == "rootfs" for kind, _ in args.inputs)
+    )
 
 
 def _platform_list(args: argparse.Namespace) -> list[str]:
@@ -444,6 +465,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     outputs = [parse_output(o) for o in args.output] or [{"type": "image"}]
     if args.tag:
         outputs[0]["name"] = ",".join(filter(None, [outputs[0].get("name", ""), *args.tag]))
+    args._outputs = outputs
     for o in outputs:
         if o["type"] not in ("image", "oci", "docker"):
             raise InvalidArgument(f"output type {o['type']!r}: want image, oci or docker")

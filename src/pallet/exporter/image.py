@@ -420,8 +420,13 @@ class _Run:
         desc: Descriptor | None = None
         diff_id: Digest | None = None
         rewritten = False
+        # a blob recorded by an earlier export of this snapshot is reused only if it was made
+        # with the same epoch; a fixed blob (a base layer: no epoch label) always is
+        recorded_epoch = lbl.get(_labels.LAYER_EPOCH)
         if blob and (
-            lazy or lbl.get(_labels.LAYER_EPOCH, "") == ("" if epoch is None else str(epoch))
+            lazy
+            or recorded_epoch is None
+            or recorded_epoch == ("" if epoch is None else str(epoch))
         ):
             try:
                 desc = Descriptor(
@@ -430,8 +435,14 @@ class _Run:
                     size=int(lbl.get(_labels.LAYER_SIZE) or -1),
                 )
                 diff_id = Digest.parse(lbl[_labels.LAYER_DIFF_ID])
-                cinfo = e.content.info(desc.digest)
-                desc = dataclasses.replace(desc, size=cinfo.size)
+                try:
+                    cinfo = e.content.info(desc.digest)
+                    desc = dataclasses.replace(desc, size=cinfo.size)
+                except NotFound:
+                    # a lazy base layer that was never downloaded: fine for a push-only
+                    # export (the registry mounts it from where the base came from)
+                    if not (lazy and self.lazy_ok() and desc.size > 0):
+                        raise
             except (KeyError, ValueError, InvalidArgument, NotFound) as exc:
                 if lazy:
                     raise NotFound(
@@ -439,7 +450,7 @@ class _Run:
                     ) from None
                 desc = None
             if desc is not None:
-                rewritten = not lazy and epoch is not None
+                rewritten = not lazy and _labels.LAYER_EPOCH in lbl and epoch is not None
                 if self.opts.force_compression:
                     res = convert_blob(
                         e.content,
@@ -501,6 +512,10 @@ class _Run:
             ),
             rootfs=RootfsLayer(blob=desc, diff_id=diff_id),
         )
+
+    def lazy_ok(self) -> bool:
+        """Whether a lazy layer may stay undownloaded: a push-only image export."""
+        return self.e.kind == "image" and not self.opts.store and not self.opts.force_compression
 
     def _path(self, key: str) -> str:
         return self.e.snapshotter.path(key)
