@@ -307,6 +307,36 @@ class ImageExporterInstance:
         return response
 
 
+class _CountingSink:
+    """Passes the tar stream on and reports the bytes so far (at most every 0.2 s)."""
+
+    __slots__ = ("_id", "_last", "_n", "_progress", "_sink", "_started")
+
+    def __init__(self, sink: Sink, progress: ProgressWriter, pid: str, started: float) -> None:
+        self._sink = sink
+        self._progress = progress
+        self._id = pid
+        self._started = started
+        self._n = 0
+        self._last = 0.0
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> object:
+        self._n += len(data)
+        now = time.monotonic()
+        if now - self._last >= 0.2:
+            self._last = now
+            self._progress.write(
+                Progress(
+                    id=self._id,
+                    name=f"{self._id} (tar stream)",
+                    current=self._n,
+                    started=self._started,
+                    parent="exporting layers",
+                )
+            )
+        return self._sink.write(data)
+
+
 def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
     """Write ``dest`` through a temporary sibling, fsync, rename; nothing is left on failure."""
     d = os.path.dirname(os.path.abspath(dest))
@@ -469,8 +499,12 @@ class _Run:
             upper = self._path(info.name)
             dopts = DiffOptions(source_date_epoch=epoch, dest=dest or "", on_warning=e.on_warning)
 
+            progress_id = f"layer {info.name}"
+
             def produce(sink: Sink) -> None:
-                write_diff(lower, upper, sink, dopts)
+                write_diff(
+                    lower, upper, _CountingSink(sink, e.progress, progress_id, started), dopts
+                )
 
             res = write_layer(
                 produce,
@@ -491,7 +525,7 @@ class _Run:
             )
         e.progress.write(
             Progress(
-                id=f"layer {desc.digest}",
+                id=f"layer {info.name}",
                 name=f"layer {desc.digest}",
                 current=desc.size,
                 total=desc.size,
