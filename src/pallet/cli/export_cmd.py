@@ -18,11 +18,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ..oci.descriptor import Descriptor, Platform
-from ..progress import NullProgress
 
 if TYPE_CHECKING:
     from ..metadata.db import DB
+    from ..oci.descriptor import Descriptor, Platform
     from ..rootfs import Layer as RootfsLayer
     from .backend import Backend
 
@@ -201,6 +200,8 @@ def _apply_flags(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
 
 
 def _platform_of(spec: str) -> Platform:
+    from ..oci.descriptor import Platform
+
     return Platform.parse(spec)
 
 
@@ -254,6 +255,7 @@ def _resolve_base(
 ) -> Descriptor:
     """The base image's root in the target store; pulled from its registry when missing."""
     from ..errors import NotFound
+    from ..oci.descriptor import Platform
 
     try:
         return backend.images.get(ref).target
@@ -458,6 +460,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
     from ..exporter.image import ImageExporter
     from ..leases import temporary
+    from ..oci.descriptor import Platform
+    from ..progress import NullProgress
     from . import progress as _progress
     from .backend import open_backend
     from .main import _db
