@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writing an image into a real containerd: pallet's client against ``ctr images import``.
+"""Writing an image into a real containerd: ``pallet export`` against ``ctr images import``.
 
 usage: .venv/bin/python bench/containerd_export.py DIR [DIR...] [--rounds N]
            [--snapshotter native|overlayfs] [--compression gzip|zstd|uncompressed]
@@ -12,22 +12,28 @@ tree works for a smoke run. Needs root, Debian's ``containerd`` and ``ctr``, and
 
 Rows, per DIR, run round-robin (``--rounds``, default 3, plus one untimed warm-up):
 
-* ``pallet export``: the whole export with containerd as the store: DIR is tarred and compressed
-  by pallet's one-pass pipeline straight into containerd's content store over gRPC, then config,
-  manifest (with GC labels), image record, unpack through the daemon's ``Diff.Apply`` and the
-  config's snapshot label, all under a temporary lease.
-* ``pallet copy``: the same image, already in a pallet store, copied into containerd and unpacked
-  (``pallet.containerd.copy_image``): the same work as the next row.
+* ``pallet export``: the real command line, ``pallet export --rootfs DIR -o
+  type=image,name=bench/img:latest,unpack=true,compression=C --containerd SOCK --namespace NS
+  --snapshotter S``, in its own process: DIR is tarred and compressed by pallet's one-pass
+  pipeline straight into containerd's content store over gRPC, then config, manifest (with GC
+  labels), image record and unpack through the daemon's ``Diff.Apply``, under a temporary lease.
+* ``pallet copy``: the same image, already in a pallet store (written there by ``pallet export``
+  of the same DIR), copied into containerd and unpacked (``pallet.containerd.copy_image``).
 * ``ctr import``: ``ctr images import --snapshotter S --base-name bench/img TAR`` of the OCI
   tarball that ``pallet save`` wrote from that pallet store (ctr unpacks by default).
 * with ``--write-only`` also ``pallet copy, no unpack`` and ``ctr import --no-unpack``: the
   transfer into the content store alone.
 
+All exports run with ``SOURCE_DATE_EPOCH`` fixed, so every row leaves the same image: after each
+row (untimed) the image's manifest digest in the daemon must be the one in the pallet store.
+
 Untimed: a private containerd (temp root/state/socket under ``$BENCH_DATA/work-pallet``, CRI
 off, stopped by its PID at the end), building the image into a temporary pallet store, the
-tarball. Every row runs in a fresh namespace and ends by deleting its image with ``sync``, so the
-daemon's collector frees blobs and snapshots and the next row writes everything again (the
-shared content policy would otherwise make later rows free).
+tarball, a fresh (empty) pallet store for each ``pallet export`` row (it only holds the
+snapshot record of DIR, which is registered, not copied). Every row runs in a fresh namespace
+and ends by deleting its image with ``sync``, so the daemon's collector frees blobs and
+snapshots and the next row writes everything again (the shared content policy would otherwise
+make later rows free).
 
 Output: a table of median wall seconds and the ratios ``pallet copy / ctr import`` and
 ``pallet export / ctr import`` (below 1: pallet is faster); ``--out`` also writes JSON.
@@ -52,16 +58,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from pallet import labels as L
 from pallet.compression import Compression
-from pallet.compression.pipeline import write_layer
-from pallet.containerd import Client, connect, copy_image, unpack_image
-from pallet.errors import AlreadyExists, NotFound
-from pallet.images import Image
-from pallet.leases import temporary
+from pallet.containerd import Client, connect, copy_image
+from pallet.images import children
 from pallet.oci import mediatypes as mt
-from pallet.oci.descriptor import Descriptor, Platform
-from pallet.oci.digest import canonical
 
 NAME = "bench/img:latest"
 
@@ -130,70 +130,48 @@ class Daemon:
 
 
 # -- the image -----------------------------------------------------------------------------------
-def producer(root: str) -> Callable[[Any], None]:
-    from pallet.archive.diff import write_diff
-
-    def produce(sink: Any) -> None:
-        write_diff(None, root, sink)
-
-    return produce
+#: fixed, so that the exports of one DIR give one image whatever the row
+EPOCH = "1700000000"
 
 
-def put(store: Any, data: bytes, media_type: str, lease: str, labels: dict[str, str]) -> Descriptor:
-    desc = Descriptor(media_type=media_type, digest=canonical(data), size=len(data))
-    try:
-        with store.writer(f"bench-{desc.digest}", lease=lease) as w:
-            w.write(data)
-            w.commit(desc.size, desc.digest, labels=labels)
-    except AlreadyExists:  # the same config/manifest from an earlier round
-        pass
-    return desc
+def pallet_cli(*args: str) -> str:
+    """Run ``pallet ARGS…`` with this interpreter and this checkout's sources; its stdout."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    r = subprocess.run(
+        [sys.executable, "-m", "pallet.cli", *args], capture_output=True, text=True, env=env
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"pallet {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout
 
 
-def export_image(
-    store: Any, tree: str, compression: Compression, lease: str
-) -> tuple[Descriptor, Descriptor]:
-    """Layer, config and manifest of ``tree`` into ``store``; returns (manifest, config)."""
-    res = write_layer(producer(tree), store, compression=compression, lease=lease)
-    plat = Platform.default()
-    cfg = json.dumps(
-        {
-            "architecture": plat.architecture,
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [str(res.diff_id)]},
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    cdesc = put(store, cfg, mt.OCI_CONFIG, lease, {})
-    man = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "config": cdesc.to_json(),
-            "layers": [res.descriptor.to_json()],
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    gc = {
-        f"{L.GC_REF_CONTENT}.config": str(cdesc.digest),
-        f"{L.GC_REF_CONTENT}.l.0": str(res.descriptor.digest),
-    }
-    return put(store, man, mt.OCI_MANIFEST, lease, gc), cdesc
+def export_args(tree: str, comp: Compression, *extra: str) -> list[str]:
+    return [
+        "export",
+        "--rootfs",
+        tree,
+        "-o",
+        ",".join([f"type=image,name={NAME}", *extra, f"compression={comp.value}"]),
+        "--progress",
+        "quiet",
+    ]
 
 
 # -- rows ----------------------------------------------------------------------------------------
-def row_export(c: Client, tree: str, comp: Compression, sn: str) -> None:
-    with temporary(c.leases) as lease:
-        mdesc, _ = export_image(c.content, tree, comp, lease)
-        img = Image(name=NAME, target=mdesc)
-        try:
-            c.images.update(img)
-        except NotFound:
-            c.images.create(img)
-        unpack_image(c, mdesc, snapshotter=sn, lease=lease)
+def row_export(d: Daemon, ns: str, root: Path, tree: str, comp: Compression, sn: str) -> None:
+    pallet_cli(
+        "--root",
+        str(root),
+        *export_args(tree, comp, "unpack=true"),
+        "--containerd",
+        d.socket,
+        "--namespace",
+        ns,
+        "--snapshotter",
+        sn,
+    )
 
 
 def row_copy(c: Client, db: Any, sn: str, unpack: bool = True) -> None:
@@ -205,13 +183,17 @@ def row_ctr(d: Daemon, ns: str, tar: Path, sn: str, unpack: bool = True) -> None
     d.ctr(ns, "images", "import", *extra, "--base-name", "bench/img", str(tar))
 
 
-def cleanup(d: Daemon, c: Client) -> None:
-    names = [i.name for i in c.images.list()]
-    if not names:
+def cleanup(d: Daemon, c: Client, want: str) -> None:
+    """Check the row's image (``want``: its manifest digest), then delete it with ``sync``."""
+    imgs = c.images.list()
+    if not imgs:
         raise SystemExit(f"namespace {c.namespace}: no image after the row")
-    for n in names[:-1]:
-        c.images.delete(n)
-    c.images.delete(names[-1], sync=True)
+    got = {str(i.target.digest) for i in imgs}
+    if got != {want}:
+        raise SystemExit(f"namespace {c.namespace}: images {sorted(got)}, want {want}")
+    for i in imgs[:-1]:
+        c.images.delete(i.name)
+    c.images.delete(imgs[-1].name, sync=True)
     left = list(c.content.walk())
     if left:
         raise SystemExit(f"namespace {c.namespace}: {len(left)} blobs left after delete --sync")
@@ -230,19 +212,29 @@ def bench_dir(
 
     store_root = Path(tempfile.mkdtemp(prefix="store-", dir=work))
     tar = store_root / "img-oci.tar"
+    scratch: list[Path] = []
+
+    def fresh_root() -> Path:
+        p = Path(tempfile.mkdtemp(prefix="export-", dir=work))
+        open_db(p).close()
+        scratch.append(p)
+        return p
+
     try:
+        want = pallet_cli("--root", str(store_root), *export_args(tree, comp)).strip()
         db = open_db(store_root)
-        with temporary(db.leases) as lease:
-            mdesc, cdesc = export_image(db.content, tree, comp, lease)
-            db.create(Image(name=NAME, target=mdesc))
-        layer_size = sum(i.size for i in db.content.walk()) - mdesc.size - cdesc.size
-        subprocess.run(
-            [sys.executable, "-m", "pallet.cli", "save", NAME, "-o", str(tar), "--root",
-             str(store_root)],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        target = db.get(NAME).target
+        if str(target.digest) != want or not mt.is_manifest(target.media_type):
+            raise SystemExit(f"pallet export printed {want}, stored {target}")
+        layer_size = sum(x.size for x in children(db.content, target)[1:])  # [0] is the config
+        pallet_cli("--root", str(store_root), "save", NAME, "-o", str(tar))
+        roots: dict[str, Path] = {}
+
+        def export_row(c: Client) -> None:
+            row_export(d, c.namespace, roots[c.namespace], tree, comp, sn)
+
         rows: dict[str, Callable[[Client], None]] = {
-            "pallet export": lambda c: row_export(c, tree, comp, sn),
+            "pallet export": export_row,
             "pallet copy": lambda c: row_copy(c, db, sn),
             "ctr import": lambda c: row_ctr(d, c.namespace, tar, sn),
         }
@@ -256,17 +248,20 @@ def bench_dir(
                 order = list(rows) if r % 2 == 0 else list(reversed(rows))
                 for name in order:
                     c = base.with_namespace(f"bench-{uuid.uuid4().hex[:8]}")
+                    if name == "pallet export":
+                        roots[c.namespace] = fresh_root()
                     t0 = time.perf_counter()
                     rows[name](c)
                     dt = time.perf_counter() - t0
-                    cleanup(d, c)
+                    cleanup(d, c, want)
                     if r:  # round 0 warms the page cache and the daemon
                         times[name].append(dt)
         finally:
             base.close()
         db.close()
     finally:
-        shutil.rmtree(store_root, ignore_errors=True)
+        for p in [store_root, *scratch]:
+            shutil.rmtree(p, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     extra = {}
     if write_only:

@@ -32,6 +32,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PALLET_ROOT", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    # a developer's containerd must not turn the store commands' tests into containerd ones
+    monkeypatch.delenv("PALLET_CONTAINERD_ADDRESS", raising=False)
+    monkeypatch.delenv("PALLET_CONTAINERD_NAMESPACE", raising=False)
 
 
 def is_root() -> bool:

@@ -138,6 +138,59 @@ def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
     assert ok(run(root, "content", "ls", "-q")) == ""
 
 
+def test_images_rm_no_gc_keeps_the_blobs(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    db = open_db(root)
+    db.create(Image(name="example.com/a:1", target=random_image(db, 8)))
+    db.close()
+    ok(run(root, "images", "rm", "--no-gc", "example.com/a:1"))
+    assert len(ok(run(root, "content", "ls", "-q")).split()) == 4
+    ok(run(root, "gc"))
+    assert ok(run(root, "content", "ls", "-q")) == ""
+
+
+def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``images rm`` asks of the store it opened (containerd or embedded): delete every
+    name, the last one with ``sync`` unless ``--no-gc``, and close the store, also on error."""
+    from typing import Any, cast
+
+    from pallet.cli import backend
+    from pallet.cli.main import main
+    from pallet.errors import NotFound
+
+    calls: list[tuple[str, bool]] = []
+    closed: list[bool] = []
+
+    class Images:
+        def delete(self, name: str, *, sync: bool = False) -> None:
+            if name == "missing":
+                raise NotFound(f"image {name}: not found")
+            calls.append((name, sync))
+
+    def fake_open(args: Any) -> backend.Backend:
+        assert backend.wants_containerd(args) and args.namespace == "ns1"
+        b = cast(Any, backend.Backend)
+        return cast(
+            backend.Backend,
+            b(content=None, images=Images(), leases=None, _close=[lambda: closed.append(True)]),
+        )
+
+    monkeypatch.setattr(backend, "open_backend", fake_open)
+    conn = ["--containerd=/nowhere.sock", "--namespace", "ns1"]
+    assert main(["images", "rm", "a", "b", *conn]) == 0
+    assert calls == [("a", False), ("b", True)] and closed == [True]
+    assert capsys.readouterr().out.split() == ["a", "b"]
+    calls.clear()
+    assert main(["images", "rm", "a", "b", "--no-gc", *conn]) == 0
+    assert calls == [("a", False), ("b", False)] and closed == [True, True]
+    calls.clear()
+    assert main(["images", "rm", "missing", "b", *conn]) == 1
+    assert calls == [] and closed == [True, True, True]
+    assert capsys.readouterr().err == "pallet: error: image missing: not found\n"
+
+
 def test_leases_cli(tmp_path: Path) -> None:
     root = tmp_path / "s"
     lid = ok(run(root, "leases", "create", "--id", "mine", "--expires", "1h")).strip()

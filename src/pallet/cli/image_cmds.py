@@ -4,7 +4,8 @@
   (or a Docker archive, which is also an OCI layout) to a file or standard output.
 * ``load [-i FILE|DIR|-] [--tag NAME]`` imports an OCI layout (tarball or directory) or a Docker
   archive; nothing is kept unless every blob verified.
-* ``unpack REF DEST [--platform P]`` writes an image's root filesystem into a directory.
+* ``unpack REF DEST [--platform P]`` writes an image's root filesystem into a directory; with
+  ``--containerd[=SOCKET]`` the image and its blobs are read from a containerd daemon.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..images import Image
+    from ..images import Image, ImageStore
     from ..metadata.db import DB
     from ..oci.descriptor import Platform
 
@@ -38,14 +39,14 @@ def _platform(args: argparse.Namespace) -> Platform | None:
     return Platform.parse(args.platform) if args.platform else None
 
 
-def _find(db: DB, ref: str) -> Image:
+def _find(images: ImageStore, ref: str) -> Image:
     """The image named ``ref`` as written, else by its normalised form (``foo`` ->
     ``docker.io/library/foo:latest``)."""
     from ..errors import InvalidArgument, NotFound
     from ..oci.reference import Reference
 
     try:
-        return db.get(ref)
+        return images.get(ref)
     except NotFound:
         pass
     try:
@@ -53,7 +54,7 @@ def _find(db: DB, ref: str) -> Image:
     except InvalidArgument:
         raise NotFound(f"image {ref}: not found") from None
     try:
-        return db.get(full)
+        return images.get(full)
     except NotFound:
         raise NotFound(f"image {ref}: not found") from None
 
@@ -164,14 +165,15 @@ def cmd_load(args: argparse.Namespace) -> int:
 # --- unpack -------------------------------------------------------------------------------------
 def cmd_unpack(args: argparse.Namespace) -> int:
     from ..layout import unpack
-
-    db = _db(args)
-    img = _find(db, args.ref)
+    from .main import _backend
 
     def warn(msg: str) -> None:
         print(f"pallet: warning: {msg}", file=sys.stderr)
 
-    res = unpack(db.content, img.target, args.dest, platform=_platform(args), on_warning=warn)
+    platform = _platform(args)
+    with _backend(args) as b:
+        img = _find(b.images, args.ref)
+        res = unpack(b.content, img.target, args.dest, platform=platform, on_warning=warn)
     if args.format == "json":
         print(
             json.dumps(
@@ -236,3 +238,6 @@ def register(sub: Any, common: Any, add: Any) -> None:
     sp.add_argument("ref", metavar="REF")
     sp.add_argument("dest", metavar="DEST", help="directory; must not exist or be empty")
     sp.add_argument("--platform", help="platform of an index image (default: this host's)")
+    from . import backend
+
+    backend.add_arguments(sp)

@@ -7,10 +7,11 @@ store commands start fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ..content import Info
     from ..images import Image
     from ..metadata.db import DB
+    from .backend import Backend
 
 __all__ = ["default_root", "main"]
 
@@ -71,6 +73,19 @@ def _db(args: argparse.Namespace) -> DB:
     return open_db(args.root or default_root())
 
 
+@contextlib.contextmanager
+def _backend(args: argparse.Namespace) -> Iterator[Backend]:
+    """The store the command works on (embedded, or containerd with ``--containerd``), closed
+    when the block ends."""
+    from .backend import open_backend
+
+    b = open_backend(args)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
 def _parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
     from ..errors import InvalidArgument
 
@@ -111,7 +126,8 @@ def _image_json(i: Image) -> dict[str, Any]:
 
 # --- content ------------------------------------------------------------------------------------
 def cmd_content_ls(args: argparse.Namespace) -> int:
-    infos = list(_db(args).content.walk(args.filters))
+    with _backend(args) as b:
+        infos = list(b.content.walk(args.filters))
     if args.quiet:
         for i in infos:
             print(i.digest)
@@ -243,7 +259,8 @@ def cmd_content_abort(args: argparse.Namespace) -> int:
 
 # --- images -------------------------------------------------------------------------------------
 def cmd_images_ls(args: argparse.Namespace) -> int:
-    imgs = _db(args).list(args.filters)
+    with _backend(args) as b:
+        imgs = b.images.list(args.filters)
     if args.quiet:
         for i in imgs:
             print(i.name)
@@ -281,12 +298,13 @@ def cmd_images_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_images_rm(args: argparse.Namespace) -> int:
-    db = _db(args)
-    for n in args.names:
-        db.delete(n)
-        print(n)
-    if not args.no_gc:
-        db.collect()
+    # the last delete collects (sync): the embedded store runs its collector, containerd's
+    # answers once its GC freed what no image, lease or label still holds
+    with _backend(args) as b:
+        last = len(args.names) - 1
+        for idx, n in enumerate(args.names):
+            b.images.delete(n, sync=idx == last and not args.no_gc)
+            print(n)
     return 0
 
 
@@ -448,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Daemonless container-image exporter and store.",
     )
     from .. import __version__
+    from . import backend
 
     p.add_argument("--version", action="version", version=f"pallet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -466,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(c, "ls", cmd_content_ls, "list blobs", aliases=["list"])
     sp.add_argument("filters", nargs="*", help='filters such as labels."k"==v or digest~=^sha')
     sp.add_argument("-q", "--quiet", action="store_true", help="digests only")
+    backend.add_arguments(sp)
     sp = add(c, "info", cmd_content_info, "show a blob's info")
     sp.add_argument("digest")
     sp = add(c, "cat", cmd_content_cat, "write a blob to standard output", aliases=["get"])
@@ -498,11 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(i, "ls", cmd_images_ls, "list images", aliases=["list"])
     sp.add_argument("filters", nargs="*", help="filters such as name~=^docker.io/")
     sp.add_argument("-q", "--quiet", action="store_true", help="names only")
+    backend.add_arguments(sp)
     sp = add(i, "inspect", cmd_images_inspect, "show an image and its graph")
     sp.add_argument("name")
     sp = add(i, "rm", cmd_images_rm, "delete images, then collect garbage", aliases=["delete"])
     sp.add_argument("names", nargs="+")
-    sp.add_argument("--no-gc", action="store_true", help="do not collect garbage afterwards")
+    sp.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="do not collect garbage afterwards (containerd: do not wait for its collector)",
+    )
+    backend.add_arguments(sp)
     sp = add(i, "tag", cmd_images_tag, "give an image more names")
     sp.add_argument("source")
     sp.add_argument("targets", nargs="+")

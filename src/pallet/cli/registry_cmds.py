@@ -39,6 +39,9 @@ def register(sub: Any, common: Any, add: Any) -> None:
     sp.add_argument("dest", nargs="?", help="push to this reference instead of REF")
     sp.add_argument("--by-digest", action="store_true", help="push without a tag")
     _registry_flags(sp)
+    from . import backend
+
+    backend.add_arguments(sp)
     sp = add(sub, "login", cmd_login, "store credentials for a registry (as docker login)")
     sp.add_argument("server", nargs="?", default="docker.io")
     sp.add_argument("-u", "--username", required=True)
@@ -131,28 +134,29 @@ def cmd_push(args: argparse.Namespace) -> int:
     from ..oci.reference import Reference
     from ..remote import push
     from . import progress as _progress
-    from .main import _db
+    from .main import _backend
 
-    db = _db(args)
-    img = db.get(args.ref)
     dest = Reference.parse(args.dest or args.ref)
-    r = _progress.make(args.progress, vertex=f"pushing {dest}")
-    err = ""
-    try:
-        results = push(
-            db.content,
-            img.target,
-            str(dest),
-            by_digest=args.by_digest,
-            insecure=args.insecure,
-            options=remote_options(args, [dest.registry]),
-            on_progress=r.write,
-        )
-    except BaseException as exc:
-        err = str(exc)
-        raise
-    finally:
-        getattr(r, "close", lambda e: None)(err)
+    options = remote_options(args, [dest.registry])
+    with _backend(args) as b:
+        img = b.images.get(args.ref)
+        r = _progress.make(args.progress, vertex=f"pushing {dest}")
+        err = ""
+        try:
+            results = push(
+                b.content,
+                img.target,
+                str(dest),
+                by_digest=args.by_digest,
+                insecure=args.insecure,
+                options=options,
+                on_progress=r.write,
+            )
+        except BaseException as exc:
+            err = str(exc)
+            raise
+        finally:
+            getattr(r, "close", lambda e: None)(err)
     for res in results:
         print(f"{res.name}@{res.descriptor.digest}" if args.by_digest else res.name)
     return 0
