@@ -416,3 +416,59 @@ def test_layer_pipeline_writes_straight_into_containerd(client: Client, tmp_path
         assert (root / "big").read_bytes() == (tree / "big").read_bytes()
         assert os.readlink(root / "link") == "bin/busybox"
         client.snapshotter("native").remove("v")
+
+
+def _tree(root: str) -> dict[str, tuple[int, int, int, bytes]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            data = Path(p).read_bytes() if os.path.isfile(p) and not os.path.islink(p) else b""
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, int(st.st_mtime), data)
+    return out
+
+
+def test_local_apply_matches_the_daemons_applier(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bind-mounted snapshots are filled by pallet's applier; the tree is the daemon's."""
+    from pallet.containerd.diff import ContainerdApplier
+
+    trees = []
+    calls: list[Descriptor] = []
+    real = ContainerdApplier.apply
+
+    def spy(self: ContainerdApplier, desc: Descriptor, *a: object, **kw: object) -> object:
+        calls.append(desc)
+        return real(self, desc, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ContainerdApplier, "apply", spy)
+    for mode in ("local", "daemon"):
+        b = build_image(extra=f"local apply {mode}\n".encode())
+        c = client.with_namespace(new_namespace(mode))
+        calls.clear()
+        monkeypatch.setenv("PALLET_CONTAINERD_APPLY", "auto" if mode == "local" else "daemon")
+        with temporary(c.leases) as lease:
+            write_image(c, b, lease)
+            chain = apply_layers(c, "native", b.rootfs_layers(), lease)
+            assert chain == b.chain[-1]
+            sn = c.snapshotter("native")
+            mounts = sn.view(f"view-{mode}", chain, lease=lease)
+            trees.append(_tree(mounts[0].source))
+            sn.remove(f"view-{mode}")
+        assert len(calls) == (0 if mode == "local" else 2)
+        # a wrong diffID is caught on the local path too, and nothing is left behind
+        if mode == "local":
+            bad = [b.rootfs_layers()[0], Layer(blob=b.layers[1][0], diff_id=sha(b"not it"))]
+            with temporary(c.leases) as lease, pytest.raises(DigestMismatch, match="wrong diff"):
+                apply_layers(c, "native", bad, lease)
+            assert {i.name for i in c.snapshotter("native").walk()} <= set(b.chain)
+    hello = [t.pop("etc/hello.txt") for t in trees]
+    assert trees[0] == trees[1]
+    assert [h[3] for h in hello] == [
+        b"hello from layer 2\nlocal apply local\n",
+        b"hello from layer 2\nlocal apply daemon\n",
+    ]
+    assert hello[0][:3] == hello[1][:3]
+    assert "etc/gone.txt" not in trees[0]

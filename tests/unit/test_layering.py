@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "metadata": LAYER0 | {"content", "compression", "archive", "leases", "images", "snapshots"},
     "remote": LAYER0 | {"content", "images"},
     "layout": LAYER0 | {"content", "images", "archive", "compression"},
-    "containerd": LAYER0 | {"content", "images", "leases", "snapshots"},
+    "containerd": LAYER0 | {"content", "images", "leases", "snapshots", "archive", "compression"},
     "rootfs": LAYER0 | {"content", "compression", "archive", "snapshots", "images", "leases"},
     "exporter": LAYER0
     | {

@@ -13,6 +13,16 @@ error the active snapshot is removed. With ``lease=`` every snapshot is attached
 layers and the config's diffIDs, apply them, then label the config blob
 ``containerd.io/gc.ref.snapshot.<snapshotter>=<top chain ID>`` so that the image keeps its
 snapshots alive once the lease is gone.
+
+Local apply: when the prepared snapshot's mounts are one bind mount of a directory this process
+can write (the ``native`` snapshotter always, ``overlayfs`` for a snapshot without parent, with
+the daemon on this machine), the layer is applied by pallet's own applier
+(:func:`pallet.archive.apply.apply_tar`, root-confined, diffID checked) reading the blob from the
+daemon's content store, instead of ``Diff.Apply``. The snapshot, its key, lease and commit are
+the daemon's as before; only who writes the files changes. It is what containerd's in-process
+applier does after mounting, and it is an order of magnitude faster than the 1.6 daemon's
+applier here (120 MB debian rootfs: ~0.6 s instead of ~3.7 s). ``$PALLET_CONTAINERD_APPLY=daemon``
+always uses ``Diff.Apply``; any other mount (an overlay with lower directories) does too.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +42,7 @@ from .. import images as _images
 from ..content import Info, Provider
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
 from ..labels import GC_REF_SNAPSHOT_PREFIX
+from ..mount import Mount
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -110,7 +122,7 @@ def apply_layers(
         if on_layer:
             on_layer(layers[i], False)
     for i in range(start, len(layers)):
-        applied = _apply_one(sn, applier, layers, chains, i, lease)
+        applied = _apply_one(sn, applier, layers, chains, i, lease, client.content)
         if on_layer:
             on_layer(layers[i], applied)
     return chains[-1] if chains else Digest("")
@@ -123,6 +135,7 @@ def _apply_one(
     chains: Sequence[Digest],
     i: int,
     lease: str | None,
+    content: Provider | None = None,
 ) -> bool:
     """Apply layer ``i`` on top of chain ``i-1``; False if another client committed it first."""
     layer, chain = layers[i], chains[i]
@@ -139,15 +152,20 @@ def _apply_one(
             if i == 0 or parent_redone:
                 raise
             # the parent went away between Stat and Prepare: make it again, once
-            _apply_one(sn, applier, layers, chains, i - 1, lease)
+            _apply_one(sn, applier, layers, chains, i - 1, lease, content)
             parent_redone = True
     try:
-        applied = applier.apply(layer.blob, mounts, lease=lease)
-        if applied.digest != layer.diff_id:
-            raise DigestMismatch(
-                f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
-                f"{applied.digest}, expected {layer.diff_id}"
-            )
+        local = _local_dir(mounts) if content is not None else None
+        if local is not None:
+            assert content is not None
+            _apply_local(content, layer, local)
+        else:
+            applied = applier.apply(layer.blob, mounts, lease=lease)
+            if applied.digest != layer.diff_id:
+                raise DigestMismatch(
+                    f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
+                    f"{applied.digest}, expected {layer.diff_id}"
+                )
         try:
             sn.commit(chain, key, lease=lease)
         except AlreadyExists:
@@ -159,6 +177,34 @@ def _apply_one(
         with contextlib.suppress(Error):
             sn.remove(key)
         raise
+
+
+def _local_dir(mounts: Sequence[Mount]) -> str | None:
+    """The directory to apply into ourselves, or None for ``Diff.Apply`` (module docstring)."""
+    if os.environ.get("PALLET_CONTAINERD_APPLY", "auto") == "daemon":
+        return None
+    if len(mounts) != 1 or mounts[0].type not in ("bind", "rbind") or mounts[0].readonly:
+        return None
+    d = mounts[0].source
+    if not os.path.isdir(d) or os.path.islink(d) or not os.access(d, os.W_OK | os.X_OK):
+        return None
+    return d
+
+
+def _apply_local(content: Provider, layer: LayerLike, root: str) -> None:
+    from ..archive.apply import apply_tar
+    from ..compression import decompressed_reader
+
+    with (
+        content.open(layer.blob) as raw,
+        decompressed_reader(raw, name=f"layer {layer.blob.digest}") as tar,
+    ):
+        res = apply_tar(tar, root)
+    if res.diff_id != layer.diff_id:
+        raise DigestMismatch(
+            f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
+            f"{res.diff_id}, expected {layer.diff_id}"
+        )
 
 
 def read_json(provider: Provider, desc: Descriptor, what: str) -> dict[str, Any]:
