@@ -501,3 +501,61 @@ def test_docker_exporter_refuses_an_index(db: DB, tmp_path: Path) -> None:
         exporter(db, "docker").resolve({"dest": str(tmp_path / "x.tar")}).export(src)
     assert not (tmp_path / "x.tar").exists()
     assert not list(db.content.walk())
+
+
+def test_unpack_is_teed_while_layers_are_computed(
+    db: DB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New layers are applied from their tar stream as it is made; reused ones from the blob."""
+    import pallet.rootfs
+
+    applied: list[str] = []
+    real = pallet.rootfs._apply_one
+
+    def spy(sn: Any, provider: Any, layer: Any, *a: Any, **kw: Any) -> None:
+        applied.append(str(layer.diff_id))
+        real(sn, provider, layer, *a, **kw)
+
+    monkeypatch.setattr(pallet.rootfs, "_apply_one", spy)
+    t1 = tree(tmp_path / "r1", {"a": b"1", "d/b": b"2"}, 1_600_000_000)
+    t2 = tree(tmp_path / "r2", {"a": b"1", "d/c": b"3"}, 1_600_000_000)
+    s1 = commit(db, "s1", t1)
+    s2 = commit(db, "s2", t2, s1)
+    r = export(db, {"name": "t:1", "unpack": "true"}, Source(ref=s2))
+    assert applied == []  # both layers were applied while computed, none from its blob
+    cfg = js(db, js(db, r["containerimage.digest"])["config"]["digest"])
+    chain = str(chain_ids(cfg["rootfs"]["diff_ids"])[-1])
+    assert _snap(db.snapshotter().path(chain)) == _snap(t2)
+    assert not [i.name for i in db.snapshotter().walk() if i.name.startswith("extract-")]
+    # the same snapshots again: their blobs are recorded now, the chain exists: nothing to do
+    export(db, {"name": "t:2", "unpack": "true"}, Source(ref=s2))
+    assert applied == []
+    # a new layer on a reused one whose chain is gone: the reused one comes from its blob
+    for info in sorted(db.snapshotter().walk(), key=lambda i: -len(i.parent)):
+        if info.name.startswith("sha256:"):
+            db.snapshotter().remove(info.name)
+    t3 = tree(tmp_path / "r3", {"a": b"1", "d/c": b"3", "e": b"4"}, 1_600_000_000)
+    s3 = commit(db, "s3", t3, s2)
+    r3 = export(db, {"name": "t:3", "unpack": "true"}, Source(ref=s3))
+    cfg3 = js(db, js(db, r3["containerimage.digest"])["config"]["digest"])
+    assert applied == cfg3["rootfs"]["diff_ids"][:2]
+    top = str(chain_ids(cfg3["rootfs"]["diff_ids"])[-1])
+    assert _snap(db.snapshotter().path(top)) == _snap(t3)
+
+
+def test_a_failing_teed_apply_fails_the_export_and_leaves_no_snapshot(
+    db: DB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pallet.archive.apply
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise pallet.errors.FailedPrecondition("disk full (test)")
+
+    monkeypatch.setattr(pallet.archive.apply, "apply_tar", broken)
+    s = commit(db, "s", tree(tmp_path / "t", {"f": b"1" * 100000}))
+    with pytest.raises(pallet.errors.FailedPrecondition, match="disk full"):
+        export(db, {"name": "f:1", "unpack": "true"}, Source(ref=s))
+    assert [i.name for i in db.snapshotter().walk()] == ["s"]
+    with pytest.raises(NotFound):
+        db.get("f:1")
+    assert not db.leases.list()

@@ -71,6 +71,14 @@ class _Unpacker:
         result: Digest = apply_layers(self.client, self.snapshotter, layers, lease)
         return result
 
+    def begin(self, parent: str, lease: str) -> Any:
+        """A daemon snapshot to fill while the layer is computed (bind mounts only)."""
+        from ..containerd.unpack import local_dir
+        from ..exporter.image import SnapshotTarget
+
+        sn = self.client.snapshotter(self.snapshotter)
+        return SnapshotTarget.prepare(sn, parent, lease, local_dir)
+
 
 @dataclass
 class Backend:

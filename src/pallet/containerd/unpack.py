@@ -57,6 +57,7 @@ __all__ = [
     "LayerLike",
     "apply_layers",
     "chain_ids",
+    "local_dir",
     "read_json",
     "select_manifest",
     "unpack_image",
@@ -155,7 +156,7 @@ def _apply_one(
             _apply_one(sn, applier, layers, chains, i - 1, lease, content)
             parent_redone = True
     try:
-        local = _local_dir(mounts) if content is not None else None
+        local = local_dir(mounts) if content is not None else None
         if local is not None:
             assert content is not None
             _apply_local(content, layer, local)
@@ -179,7 +180,7 @@ def _apply_one(
         raise
 
 
-def _local_dir(mounts: Sequence[Mount]) -> str | None:
+def local_dir(mounts: Sequence[Mount]) -> str | None:
     """The directory to apply into ourselves, or None for ``Diff.Apply`` (module docstring)."""
     if os.environ.get("PALLET_CONTAINERD_APPLY", "auto") == "daemon":
         return None

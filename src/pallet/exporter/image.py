@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .. import labels as _labels
 from ..archive.diff import DiffOptions, write_diff
@@ -54,7 +54,14 @@ from ..compression import Compression
 from ..compression.pipeline import Sink, convert_blob, write_layer
 from ..content import Info as ContentInfo
 from ..content import Store
-from ..errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import (
+    AlreadyExists,
+    DigestMismatch,
+    Error,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from ..images import Image, ImageStore
 from ..leases import LeaseManager, Resource, temporary
 from ..oci.descriptor import Descriptor, Platform
@@ -62,7 +69,7 @@ from ..oci.digest import Digest
 from ..oci.reference import Reference
 from ..progress import NullProgress, Progress, ProgressWriter, status
 from ..rootfs import Layer as RootfsLayer
-from ..rootfs import apply_layers
+from ..rootfs import apply_layers, chain_ids
 from ..snapshots import Info as SnapshotInfo
 from ..snapshots import Snapshotter
 from . import Source, export_response
@@ -82,8 +89,12 @@ __all__ = [
     "ImageExporter",
     "ImageExporterInstance",
     "NativeUnpacker",
+    "SnapshotTarget",
     "SourceSnapshotter",
+    "Streaming",
+    "UnpackTarget",
     "Unpacker",
+    "bind_dir",
 ]
 
 #: the descriptor annotation of the tarball exporters (spec §7.2)
@@ -116,6 +127,72 @@ class Unpacker(Protocol):
         ...
 
 
+class UnpackTarget(Protocol):
+    """An active snapshot being filled while its layer is computed (see :class:`Streaming`)."""
+
+    #: the directory to apply the layer into
+    dir: str
+
+    def commit(self, chain: Digest) -> None:
+        """Commit as ``chain`` (losing a race to another writer counts as success)."""
+        ...
+
+    def abort(self) -> None:
+        """Remove the active snapshot."""
+        ...
+
+
+class Streaming(Protocol):
+    """An :class:`Unpacker` that can also be filled while a layer is computed: the exporter
+    tees the layer's tar stream into pallet's applier, so unpacking costs no second pass."""
+
+    def begin(self, parent: str, lease: str) -> UnpackTarget | None:
+        """An active snapshot on top of chain ``parent``, or None when it cannot be written
+        from here (the exporter then unpacks from the blob afterwards)."""
+        ...
+
+
+@dataclasses.dataclass(slots=True)
+class SnapshotTarget:
+    """:class:`UnpackTarget` over any snapshotter whose active snapshot is a bind mount."""
+
+    snapshotter: Snapshotter
+    key: str
+    dir: str
+    lease: str
+
+    @classmethod
+    def prepare(
+        cls, sn: Snapshotter, parent: str, lease: str, local: Callable[[Sequence[Any]], str | None]
+    ) -> SnapshotTarget | None:
+        key = f"extract-{time.time_ns()}-{uuid.uuid4().hex[:8]} export"
+        mounts = sn.prepare(key, parent, lease=lease)
+        d = local(mounts)
+        if d is None:
+            with contextlib.suppress(Error):
+                sn.remove(key)
+            return None
+        return cls(sn, key, d, lease)
+
+    def commit(self, chain: Digest) -> None:
+        try:
+            self.snapshotter.commit(str(chain), self.key, lease=self.lease)
+        except AlreadyExists:
+            self.abort()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Error):
+            self.snapshotter.remove(self.key)
+
+
+def bind_dir(mounts: Sequence[Any]) -> str | None:
+    """The directory of a single writable bind mount, else None."""
+    if len(mounts) != 1 or mounts[0].type not in ("bind", "rbind") or mounts[0].readonly:
+        return None
+    d = str(mounts[0].source)
+    return d if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NativeUnpacker:
     """Unpack with pallet's own applier into ``target`` (reading blobs from ``content``)."""
@@ -132,6 +209,9 @@ class NativeUnpacker:
         return apply_layers(
             self.target, self.content, layers, lease=lease, on_warning=self.on_warning
         )
+
+    def begin(self, parent: str, lease: str) -> UnpackTarget | None:
+        return SnapshotTarget.prepare(self.target, parent, lease, bind_dir)
 
 
 class ImageExporter:
@@ -337,6 +417,72 @@ class _CountingSink:
         return self._sink.write(data)
 
 
+class _TeeApply:
+    """Applies a tar stream into a directory on a thread while the producer writes it.
+
+    The producer's sink is wrapped (:meth:`wrap`): every write goes to the layer pipeline and,
+    through a pipe with a 1 MiB buffer, to :func:`~pallet.archive.apply.apply_tar` running on
+    its own thread. On exit the pipe is closed and the thread joined; its error (if any) is
+    raised, and :attr:`diff_id` is what the applier hashed.
+    """
+
+    def __init__(self, root: str, on_warning: Callable[[str], None]) -> None:
+        self.root = root
+        self.on_warning = on_warning
+        self.diff_id: Digest | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._w: BinaryIO | None = None
+
+    def __enter__(self) -> _TeeApply:
+        from ..archive.apply import apply_tar
+
+        r, w = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            import fcntl
+
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        reader = os.fdopen(r, "rb", buffering=1 << 20)
+        self._w = os.fdopen(w, "wb", buffering=1 << 20)
+
+        def run() -> None:
+            try:
+                self.diff_id = apply_tar(reader, self.root, on_warning=self.on_warning).diff_id
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                reader.close()
+
+        self._thread = threading.Thread(target=run, name="pallet-unpack", daemon=True)
+        self._thread.start()
+        return self
+
+    def wrap(self, sink: Sink) -> Sink:
+        tee = self
+
+        class _Both:
+            def write(self, data: bytes | bytearray | memoryview, /) -> object:
+                n = sink.write(data)
+                if tee.error is None and tee._w is not None:
+                    try:
+                        tee._w.write(data)
+                    except (BrokenPipeError, ValueError):
+                        tee._w = None  # the applier stopped; its error is raised on exit
+                return n
+
+        return _Both()
+
+    def __exit__(self, *exc: object) -> None:
+        w, self._w = self._w, None
+        if w is not None:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                w.close()
+        if self._thread is not None:
+            self._thread.join()
+        if exc[0] is None and self.error is not None:
+            raise self.error
+
+
 def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
     """Write ``dest`` through a temporary sibling, fsync, rename; nothing is left on failure."""
     d = os.path.dirname(os.path.abspath(dest))
@@ -379,6 +525,8 @@ class _Run:
         self.lease = lease
         self.compression = Compression(opts.compression)
         self.layers: dict[str, list[_Computed]] = {}
+        #: snapshots whose layer was applied while computed (unpack then finds the chain)
+        self.teed: set[str] = set()
         self._lock = threading.Lock()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -440,8 +588,14 @@ class _Run:
     def rewrite_epoch(self, epoch: Timestamp | None) -> int | None:
         return epoch.seconds if self.opts.rewrite_timestamp and epoch is not None else None
 
-    def layer(self, info: SnapshotInfo, epoch: int | None) -> _Computed:
-        """The layer of one snapshot: its recorded blob, or its diff through the pipeline."""
+    def layer(
+        self, info: SnapshotInfo, epoch: int | None, tee: UnpackTarget | None = None
+    ) -> _Computed:
+        """The layer of one snapshot: its recorded blob, or its diff through the pipeline.
+
+        With ``tee``, a computed layer's tar stream is also applied into ``tee.dir`` as it is
+        produced; the caller commits or aborts ``tee`` (``self.teed`` says whether it was used).
+        """
         e = self.e
         lbl = info.labels
         lazy = _labels.LAZY in lbl
@@ -506,14 +660,31 @@ class _Run:
                     lower, upper, _CountingSink(sink, e.progress, progress_id, started), dopts
                 )
 
-            res = write_layer(
-                produce,
-                e.content,
-                compression=self.compression,
-                level=self.opts.compression_level,
-                oci=self.opts.oci_mediatypes,
-                lease=self.lease,
-            )
+            if tee is None:
+                res = write_layer(
+                    produce,
+                    e.content,
+                    compression=self.compression,
+                    level=self.opts.compression_level,
+                    oci=self.opts.oci_mediatypes,
+                    lease=self.lease,
+                )
+            else:
+                with _TeeApply(tee.dir, e.on_warning) as t:
+                    res = write_layer(
+                        lambda sink: produce(t.wrap(sink)),
+                        e.content,
+                        compression=self.compression,
+                        level=self.opts.compression_level,
+                        oci=self.opts.oci_mediatypes,
+                        lease=self.lease,
+                    )
+                if t.diff_id != res.diff_id:
+                    raise DigestMismatch(
+                        f"layer {res.descriptor.digest}: applied {t.diff_id}, "
+                        f"computed {res.diff_id}"
+                    )
+                self.teed.add(info.name)
             desc, diff_id = res.descriptor, res.diff_id
             rewritten = epoch is not None
             self.attach(desc.digest)
@@ -586,17 +757,25 @@ class _Run:
                 keys.append((info.name, epoch))
             wanted[t.id] = keys
         results: dict[tuple[str, int | None], _Computed] = {}
+        streamed = self._streamed_chain(wanted)
         if jobs:
             with ThreadPoolExecutor(
                 max_workers=max(1, min(self.e.workers, len(jobs))),
                 thread_name_prefix="pallet-layer",
             ) as pool:
                 futs: dict[tuple[str, int | None], Future[_Computed]] = {
-                    k: pool.submit(self.layer, info, k[1]) for k, info in jobs.items()
+                    k: pool.submit(self.layer, info, k[1])
+                    for k, info in jobs.items()
+                    if k not in streamed
                 }
+                chain_fut: Future[dict[tuple[str, int | None], _Computed]] | None = None
+                if streamed:
+                    chain_fut = pool.submit(self._compute_unpacking, streamed, jobs)
                 try:
                     for k, f in futs.items():
                         results[k] = f.result()
+                    if chain_fut is not None:
+                        results.update(chain_fut.result())
                 except BaseException:
                     for f in futs.values():
                         f.cancel()
@@ -605,6 +784,69 @@ class _Run:
         for tid, keys in wanted.items():
             self.layers[tid] = [results[k] for k in keys]
             out[tid] = [results[k].layer for k in keys]
+        return out
+
+    # -- unpacking while computing ---------------------------------------------------------------
+
+    def _unpack_target_id(self) -> str | None:
+        """The platform that ``unpack`` will unpack (BuildKit: the default platform's)."""
+        if not self.plan.multi:
+            return self.plan.targets[0].id if self.plan.targets else None
+        want = normalize(self.e.default_platform)
+        for t in self.plan.targets:
+            p = normalize(t.platform)
+            if (p.os, p.architecture, p.variant) == (want.os, want.architecture, want.variant):
+                return t.id
+        return None
+
+    def _streamed_chain(
+        self, wanted: Mapping[str, list[tuple[str, int | None]]]
+    ) -> list[tuple[str, int | None]]:
+        """The unpack platform's chain when its layers can be applied while computed."""
+        e, opts = self.e, self.opts
+        if not (opts.unpack and opts.store and e.images is not None and e.kind == "image"):
+            return []
+        unpacker = e.unpacker or NativeUnpacker(e.snapshotter, e.content, e.on_warning)
+        if not hasattr(unpacker, "begin"):
+            return []
+        tid = self._unpack_target_id()
+        return list(wanted.get(tid, [])) if tid is not None else []
+
+    def _compute_unpacking(
+        self,
+        chain: Sequence[tuple[str, int | None]],
+        jobs: Mapping[tuple[str, int | None], SnapshotInfo],
+    ) -> dict[tuple[str, int | None], _Computed]:
+        """Compute the unpack chain bottom-up, each new layer teed into its snapshot."""
+        e = self.e
+        unpacker = e.unpacker or NativeUnpacker(e.snapshotter, e.content, e.on_warning)
+        assert hasattr(unpacker, "begin")
+        out: dict[tuple[str, int | None], _Computed] = {}
+        done: list[RootfsLayer] = []
+        parent = ""
+        for k in chain:
+            info = jobs[k]
+            recorded = _labels.LAYER_BLOB in info.labels
+            target: UnpackTarget | None = None
+            if not recorded:
+                if done:  # the layers below must be snapshots before this one can be prepared
+                    parent = str(unpacker(done, self.lease))
+                target = unpacker.begin(parent, self.lease)
+            try:
+                c = self.layer(info, k[1], tee=target)
+            except BaseException:
+                if target is not None:
+                    target.abort()
+                raise
+            out[k] = c
+            done.append(c.rootfs)
+            if target is not None:
+                if info.name in self.teed:
+                    chain_id = chain_ids([ly.diff_id for ly in done])[-1]
+                    target.commit(chain_id)
+                    parent = str(chain_id)
+                else:  # the layer was reused after all: unpack it from its blob later
+                    target.abort()
         return out
 
     def commit(self) -> ImageGraph:
