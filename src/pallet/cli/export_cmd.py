@@ -92,7 +92,11 @@ def register(sub: Any, common: Any, add: Any) -> None:
         metavar="[PLATFORM=]DIR",
         help="a complete filesystem, diffed against the previous one or the base",
     )
-    sp.add_argument("--base", metavar="REF", help="start from this image in the store")
+    sp.add_argument(
+        "--base",
+        metavar="REF",
+        help="start from this image: from the store, else pulled from its registry",
+    )
     sp.add_argument(
         "--platform",
         action="append",
