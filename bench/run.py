@@ -2,7 +2,8 @@
 """pallet's benchmark: directory -> one layer blob, against peers, in the same round-robin rounds.
 
 usage: bench/run.py [corpus ...] [--rounds 5] [--warmup 1] [--only REGEX] [--no-buildah]
-                    [--skip-corpus] [--set main|variants]
+                    [--skip-corpus] [--set main|variants|unpack]
+                    [--unpack-layer pallet|umoci] [--unpack-dest DIR]
 
 What it does, in one run:
 
@@ -23,6 +24,12 @@ gzip (default level 3) and pallet zstd (level 3). ``--set variants`` adds pallet
 explain design choices: gzip with one compression thread, gzip with compression on the
 producer's thread (no pipeline queue), gzip level 6 (zlib-ng) and Python's tarfile as producer.
 
+``--set unpack`` times unpacking instead: per corpus, one gzip layer (made untimed by ``pallet
+export``, or ``umoci insert`` with ``--unpack-layer umoci``) is unpacked into an empty directory by
+``umoci raw unpack`` (the reference), ``pigz -d | tar -x``, pallet's per-layer code
+(``bench/pallet_unpack.py``) and the whole ``pallet unpack`` command on a store holding the same
+blob; the trees are compared afterwards and the report names the file system of the DESTs.
+
 The shared scripts are found in ``$PALLET_BENCH_SHARED``, default ``<repo>/../shared/bench``;
 they are only read and executed, never modified.
 """
@@ -32,11 +39,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import glob
+import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +141,33 @@ def setup_buildah(work: Path, root: Path) -> str | None:
     return b
 
 
+def plan_row(
+    rows: list[dict[str, object]],
+    corpus: str,
+    nbytes: int,
+    name: str,
+    group: str,
+    cmd: str,
+    prepare: str = "",
+    note: str = "",
+    output: str = "",
+) -> None:
+    """Append one benchmark to a plan; "output" (ours, ignored by bench_run.py) says where the
+    result of the last run is found."""
+    rows.append(
+        {
+            "name": name,
+            "group": group,
+            "corpus": corpus,
+            "bytes": nbytes,
+            "cmd": cmd,
+            "prepare": prepare,
+            "note": note,
+            "output": output,
+        }
+    )
+
+
 def plan_for(
     corpus: str, root: Path, work: Path, nbytes: int, *, buildah: bool, variants: bool
 ) -> list[dict[str, object]]:
@@ -144,19 +180,7 @@ def plan_for(
     def add(
         name: str, group: str, cmd: str, prepare: str = "", note: str = "", output: str = ""
     ) -> None:
-        # "output" (ours, ignored by bench_run.py): where the layer of the last run is found
-        rows.append(
-            {
-                "name": name,
-                "group": group,
-                "corpus": corpus,
-                "bytes": nbytes,
-                "cmd": cmd,
-                "prepare": prepare,
-                "note": note,
-                "output": output,
-            }
-        )
+        plan_row(rows, corpus, nbytes, name, group, cmd, prepare, note, output)
 
     def pallet(name: str, key: str, args: str, note: str = "") -> None:
         store = work / f"store-{key}"
@@ -372,6 +396,320 @@ def report(results: dict[str, dict[str, object]], meta: dict[str, object]) -> st
     return "\n".join(lines)
 
 
+# --- unpack (--set unpack) ----------------------------------------------------------------------
+UNPACK_UMOCI_ROW = "umoci raw unpack"
+UNPACK_PIGZ_ROW = "pigz -d | tar -x"
+UNPACK_LIB_ROW = "pallet apply (decompressed_reader + apply_tar)"
+UNPACK_CLI_ROW = "pallet unpack (CLI, image in a store)"
+UNPACK_TAG = "unpack"
+UNPACK_REF = "bench:unpack"
+
+
+def sh(cmd: str) -> str:
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"command failed (rc={r.returncode}): {cmd}\n{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def layout_image(layout: Path, tag: str) -> tuple[Path, str]:
+    """(layer blob, diff ID) of the one-layer image ``tag`` of an OCI layout."""
+    blobs = layout / "blobs" / "sha256"
+    index = json.loads((layout / "index.json").read_text())
+    for m in index.get("manifests", []):
+        if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag:
+            continue
+        mf = json.loads((blobs / m["digest"].split(":")[1]).read_text())
+        if len(mf["layers"]) != 1:
+            raise SystemExit(f"{layout}:{tag}: {len(mf['layers'])} layers, expected 1")
+        cfg = json.loads((blobs / mf["config"]["digest"].split(":")[1]).read_text())
+        blob = blobs / mf["layers"][0]["digest"].split(":")[1]
+        return blob, str(cfg["rootfs"]["diff_ids"][0])
+    raise SystemExit(f"{layout}: no image tagged {tag}")
+
+
+def prepare_unpack(corpus: str, root: Path, work: Path, source: str) -> dict[str, str]:
+    """Untimed: the corpus as one gzip layer in an OCI layout (made by ``umoci insert`` or by
+    ``pallet export``), and the same layout loaded into a pallet store. All unpack rows read
+    that one blob (the store holds a copy with the same digest)."""
+    py = shlex.quote(sys.executable)
+    src = work / "unpack-src"
+    lay, store = src / "layout", src / "store"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    r = shlex.quote(str(root))
+    if source == "umoci":
+        sh(
+            f"umoci init --layout {lay} && umoci new --image {lay}:base && "
+            f"umoci insert --image {lay}:base --tag {UNPACK_TAG} {r} / && "
+            f"umoci rm --image {lay}:base && umoci gc --layout {lay}"
+        )
+        tag, made_by = UNPACK_TAG, "`umoci insert` (umoci's own gzip layer)"
+    else:
+        sh(
+            f"{py} -m pallet.cli --root {src}/export-store export --layer {r} "
+            f"-o type=oci,tar=false,dest={lay},name={UNPACK_TAG} --progress quiet"
+        )
+        shutil.rmtree(src / "export-store")
+        tag, made_by = "latest", "`pallet export` (pallet's gzip layer, level 3)"
+    sh(f"{py} -m pallet.cli --root {store} load -i {lay} --tag {UNPACK_REF}")
+    blob, diff_id = layout_image(lay, tag)
+    if f"sha256:{blob.name}" not in sh(f"{py} -m pallet.cli --root {store} content ls"):
+        raise SystemExit(f"{store}: layer sha256:{blob.name} missing after load")
+    tar_size = int(sh(f"pigz -dc {blob} | wc -c").strip())
+    # umoci 0.4.7's `insert` writes pyapp and bigfiles layers whose tar stream stops right after
+    # the last file's data: no padding to 512 bytes, no end-of-archive blocks (the diff ID covers
+    # the short stream). `umoci raw unpack` accepts them, GNU tar and pallet refuse them.
+    t = subprocess.run(f"pigz -dc {blob} | tar -tf - >/dev/null", shell=True, capture_output=True)
+    if t.returncode != 0:
+        raise SystemExit(
+            f"{corpus}: the layer made by {made_by} is not a complete tar archive "
+            f"({t.stderr.decode().strip()[-200:]}); use --unpack-layer pallet"
+        )
+    return {
+        "layout": str(lay),
+        "tag": tag,
+        "blob": str(blob),
+        "digest": f"sha256:{blob.name}",
+        "blob_bytes": str(blob.stat().st_size),
+        "tar_bytes": str(tar_size),
+        "diff_id": diff_id,
+        "store": str(store),
+        "made_by": made_by,
+    }
+
+
+def unpack_dests(corpus: str, work: Path, dest_dir: str | None) -> dict[str, Path]:
+    base = Path(dest_dir) / corpus if dest_dir else work / "unpack-dest"
+    keys = {
+        UNPACK_UMOCI_ROW: "umoci",
+        UNPACK_PIGZ_ROW: "pigz-tar",
+        UNPACK_LIB_ROW: "pallet-apply",
+        UNPACK_CLI_ROW: "pallet-cli",
+    }
+    return {name: base / key for name, key in keys.items()}
+
+
+def plan_unpack(
+    corpus: str, prep: dict[str, str], dests: dict[str, Path]
+) -> list[dict[str, object]]:
+    py = shlex.quote(sys.executable)
+    script = shlex.quote(str(REPO / "bench" / "pallet_unpack.py"))
+    blob, nbytes = prep["blob"], int(prep["tar_bytes"])
+    rows: list[dict[str, object]] = []
+
+    def add(name: str, group: str, cmd: str, note: str = "") -> None:
+        d = dests.get(name)
+        # Every run starts from an empty DEST with no dirty pages left by earlier runs. Caveat
+        # (README): on ext4 without a journal, inode allocation skips, with one inode table
+        # lookup each, the inodes freed in the last 30 s (fs/ext4/ialloc.c recently_deleted()).
+        prepare = f"rm -rf {d} && mkdir -p {d} && sync" if d else ""
+        plan_row(rows, corpus, nbytes, name, group, cmd, prepare, note, f"dir:{d}" if d else "")
+
+    add("limit: pigz -d > /dev/null", "limit", f"pigz -d -c {blob} > /dev/null")
+    add(
+        "limit: pallet decompress + sha256, no writes",
+        "limit",
+        f"{py} {script} {blob} - --stage decompress --diff-id {prep['diff_id']}",
+    )
+    d = dests
+    add(
+        UNPACK_UMOCI_ROW,
+        "peer",
+        f"umoci raw unpack --image {prep['layout']}:{prep['tag']} {d[UNPACK_UMOCI_ROW]}",
+    )
+    add(
+        UNPACK_PIGZ_ROW,
+        "peer",
+        f"pigz -d -c {blob} | tar -x -C {d[UNPACK_PIGZ_ROW]} --numeric-owner",
+    )
+    add(
+        UNPACK_LIB_ROW,
+        "pallet",
+        f"{py} {script} {blob} {d[UNPACK_LIB_ROW]} --diff-id {prep['diff_id']}",
+        note="the per-layer code of `pallet unpack`, without store and image lookup",
+    )
+    add(
+        UNPACK_CLI_ROW,
+        "pallet",
+        f"{py} -m pallet.cli --root {prep['store']} unpack {UNPACK_REF} {d[UNPACK_CLI_ROW]}",
+    )
+    return rows
+
+
+def tree_listing(root: Path) -> dict[str, tuple[object, ...]]:
+    """path -> (type, mode, uid, gid, size, mtime s, link target, nlink, xattrs, sha256)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames] if dirpath == str(root) else dirnames + filenames:
+            path = os.path.normpath(os.path.join(dirpath, name))
+            st = os.lstat(path)
+            fmt = stat.S_IFMT(st.st_mode)
+            link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+            digest = ""
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+            try:
+                xattrs = tuple(
+                    sorted(
+                        (k, os.getxattr(path, k, follow_symlinks=False))
+                        for k in os.listxattr(path, follow_symlinks=False)
+                    )
+                )
+            except OSError:
+                xattrs = ()
+            nlink = st.st_nlink if not stat.S_ISDIR(st.st_mode) else 0
+            out[os.path.relpath(path, root)] = (
+                fmt,
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                st.st_size if not stat.S_ISDIR(st.st_mode) else 0,
+                int(st.st_mtime),
+                link,
+                nlink,
+                xattrs,
+                digest,
+            )
+    return out
+
+
+TREE_FIELDS = ("type", "mode", "uid", "gid", "size", "mtime", "link", "nlink", "xattrs", "data")
+
+
+def compare_trees(ref: dict[str, tuple[object, ...]], other: dict[str, tuple[object, ...]]) -> str:
+    missing = sorted(set(ref) - set(other))
+    extra = sorted(set(other) - set(ref))
+    fields: dict[str, list[str]] = {}
+    for path in sorted(set(ref) & set(other)):
+        for f, a, b in zip(TREE_FIELDS, ref[path], other[path], strict=True):
+            if a != b:
+                fields.setdefault(f, []).append(path)
+    if not (missing or extra or fields):
+        return "identical"
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. `{missing[0]}`)")
+    if extra:
+        parts.append(f"{len(extra)} extra (e.g. `{extra[0]}`)")
+    for f, paths in fields.items():
+        parts.append(f"{f} differs on {len(paths)} (e.g. `{paths[0]}`)")
+    return "; ".join(parts)
+
+
+def checks_unpack(dests: dict[str, Path]) -> dict[str, object]:
+    """Untimed: the trees the last run of each row left, compared with `pigz -d | tar -x`'s."""
+    lists = {}
+    for name, d in dests.items():
+        try:
+            lists[name] = tree_listing(d)
+        except OSError as exc:
+            log(f"tree of {name} ({d}): {exc}")
+    ref = lists.get(UNPACK_PIGZ_ROW)
+    out: dict[str, object] = {"entries": len(ref) if ref else None, "vs_tar": {}}
+    if ref is not None:
+        out["vs_tar"] = {n: compare_trees(ref, t) for n, t in lists.items() if n != UNPACK_PIGZ_ROW}
+    return out
+
+
+def dest_filesystem(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["findmnt", "-n", "-o", "TARGET,SOURCE,FSTYPE,OPTIONS", "--target", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip() or "unknown"
+
+
+def report_unpack(results: dict[str, dict[str, object]], meta: dict[str, object]) -> str:
+    lines = [
+        "# pallet unpack benchmark run",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- started: {meta['started']} (UTC); {meta['rounds']} rounds "
+        f"(+{meta['warmup']} warm-up), round-robin; medians of wall time",
+        f"- load average at start: `{meta['loadavg']}`",
+        f"- running as uid {os.geteuid()}; DEST is an empty directory before every run "
+        "(`rm -rf DEST && mkdir -p DEST && sync`, untimed); no row fsyncs, so the times are to "
+        "the page cache",
+        "",
+    ]
+    targets: list[str] = []
+    for corpus, data in results.items():
+        rows: dict[str, dict[str, float]] = {r["name"]: r for r in data["results"]}  # type: ignore[attr-defined]
+        prep: dict[str, str] = data["prep"]  # type: ignore[assignment]
+        chk: dict[str, object] = data["checks"]  # type: ignore[assignment]
+        um = rows.get(UNPACK_UMOCI_ROW, {}).get("wall_median")
+        pt = rows.get(UNPACK_PIGZ_ROW, {}).get("wall_median")
+        lines += [
+            f"## {corpus}: one gzip layer, {int(prep['blob_bytes']) / 1e6:.1f} MB -> "
+            f"{int(prep['tar_bytes']) / 1e6:.1f} MB tar, made by {prep['made_by']}",
+            "",
+            f"- layer `{prep['digest']}` (diff ID `{prep['diff_id']}`), read by every row",
+            f"- DEST filesystem: `{data['dest_fs']}`",
+            "",
+            "| row | median wall s | min-max s | CPU s | max RSS MiB | MB/s (tar) "
+            "| x umoci raw unpack | x pigz -d \\| tar -x |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in rows.items():
+            w = r.get("wall_median")
+            shown = name.replace("|", "\\|")
+            if w is None:
+                lines.append(f"| {shown} | failed | | | | | | |")
+                continue
+            lines.append(
+                f"| {shown} | {w:.3f} | {r['wall_min']:.2f}-{r['wall_max']:.2f} | "
+                f"{r['cpu_median']:.2f} | {int(r['maxrss_kb']) // 1024} | "
+                f"{r.get('mb_per_s', 0):.0f} | {fmt_ratio(w / um if um else None)} | "
+                f"{fmt_ratio(w / pt if pt else None)} |"
+            )
+        vs: dict[str, str] = chk["vs_tar"]  # type: ignore[assignment]
+        lines += [
+            "",
+            f"Trees left by the last run, against `pigz -d | tar -x` ({chk['entries']} "
+            "entries; type, mode, owner, size, mtime, link, nlink, xattrs, sha256):",
+            "",
+        ]
+        lines += [f"- {n}: {v}" for n, v in vs.items()]
+        lines.append("")
+        for name, what in ((UNPACK_CLI_ROW, "pallet unpack"), (UNPACK_LIB_ROW, "pallet apply")):
+            w = rows.get(name, {}).get("wall_median")
+            if w and um:
+                targets.append(
+                    f"- {corpus}: {what} wall x umoci raw unpack = {w / um:.2f} "
+                    f"(target <= 0.5: {_verdict(w / um <= 0.5)})"
+                    + ("" if name == UNPACK_CLI_ROW else " (library path, for reference)")
+                )
+    lines += ["## Targets", "", *targets, ""]
+    return "\n".join(lines)
+
+
+def run_plan(
+    shared: Path, out_dir: Path, corpus: str, rows: list[dict[str, object]], a: argparse.Namespace
+) -> dict[str, object]:
+    plan = out_dir / f"plan-{corpus}.jsonl"
+    plan.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res_path = out_dir / f"run-{corpus}.json"
+    log(f"{corpus}: {len(rows)} rows, {a.warmup} warm-up + {a.rounds} rounds")
+    cmd = [
+        sys.executable,
+        str(shared / "bench_run.py"),
+        str(plan),
+        str(res_path),
+        "--rounds",
+        str(a.rounds),
+        "--warmup",
+        str(a.warmup),
+    ]
+    if a.only:
+        cmd += ["--only", a.only]
+    subprocess.run(cmd, check=True)
+    return json.loads(res_path.read_text())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("corpora", nargs="*", default=CORPORA)
@@ -380,7 +718,21 @@ def main() -> int:
     ap.add_argument("--only", default=None, help="regex on row names")
     ap.add_argument("--no-buildah", action="store_true")
     ap.add_argument("--skip-corpus", action="store_true", help="do not run corpus.sh")
-    ap.add_argument("--set", default="main", choices=["main", "variants"])
+    ap.add_argument("--set", default="main", choices=["main", "variants", "unpack"])
+    ap.add_argument(
+        "--unpack-layer",
+        default="pallet",
+        choices=["pallet", "umoci"],
+        help="--set unpack: the layer all rows unpack, made by pallet export (default) or umoci "
+        "insert (umoci 0.4.7 truncates the pyapp and bigfiles layers)",
+    )
+    ap.add_argument(
+        "--unpack-dest",
+        default=None,
+        metavar="DIR",
+        help="--set unpack: DESTs under DIR/<corpus>/ (default $BENCH_DATA/work-pallet/<corpus>/"
+        "unpack-dest, i.e. the file system of $BENCH_DATA)",
+    )
     a = ap.parse_args()
     shared = shared_dir()
     data = bench_data()
@@ -402,6 +754,20 @@ def main() -> int:
         root = data / "corpus" / corpus
         work = data / "work-pallet" / corpus
         work.mkdir(parents=True, exist_ok=True)
+        if a.set == "unpack":
+            log(f"{corpus}: preparing the layer ({a.unpack_layer}) and the pallet store")
+            prep = prepare_unpack(corpus, root, work, a.unpack_layer)
+            dests = unpack_dests(corpus, work, a.unpack_dest)
+            base = next(iter(dests.values())).parent
+            rows = plan_unpack(corpus, prep, dests)
+            run = run_plan(shared, out_dir, corpus, rows, a)
+            results[corpus] = {
+                "results": run["results"],
+                "prep": prep,
+                "dest_fs": dest_filesystem(base),
+                "checks": checks_unpack(dests),
+            }
+            continue
         rows = plan_for(
             corpus,
             root,
@@ -410,30 +776,13 @@ def main() -> int:
             buildah=not a.no_buildah,
             variants=a.set == "variants",
         )
-        plan = out_dir / f"plan-{corpus}.jsonl"
-        plan.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        res_path = out_dir / f"run-{corpus}.json"
-        log(f"{corpus}: {len(rows)} rows, {a.warmup} warm-up + {a.rounds} rounds")
-        cmd = [
-            sys.executable,
-            str(shared / "bench_run.py"),
-            str(plan),
-            str(res_path),
-            "--rounds",
-            str(a.rounds),
-            "--warmup",
-            str(a.warmup),
-        ]
-        if a.only:
-            cmd += ["--only", a.only]
-        subprocess.run(cmd, check=True)
-        run = json.loads(res_path.read_text())
+        run = run_plan(shared, out_dir, corpus, rows, a)
         results[corpus] = {
             "bytes": sizes[corpus],
             "results": run["results"],
             "checks": checks(work, root, rows),
         }
-    md = report(results, meta)
+    md = report_unpack(results, meta) if a.set == "unpack" else report(results, meta)
     (out_dir / "report.md").write_text(md)
     (out_dir / "summary.json").write_text(
         json.dumps({"meta": meta, "results": results}, indent=1, default=str)
