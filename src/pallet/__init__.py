@@ -1,6 +1,12 @@
-"""pallet: a daemonless container-image exporter."""
+"""pallet: a daemonless container-image exporter.
+
+``import pallet`` stays light (the command line starts with it): the error classes are imported
+eagerly, :class:`Descriptor`, :class:`Platform` and :class:`Digest` on first use.
+"""
 
 from __future__ import annotations
+
+import typing as _typing
 
 from .errors import (
     AlreadyExists,
@@ -13,8 +19,10 @@ from .errors import (
     Unavailable,
     Unsupported,
 )
-from .oci.descriptor import Descriptor, Platform
-from .oci.digest import Digest
+
+if _typing.TYPE_CHECKING:
+    from .oci.descriptor import Descriptor, Platform
+    from .oci.digest import Digest
 
 __version__ = "0.1.0"
 
@@ -33,3 +41,25 @@ __all__ = [
     "Unsupported",
     "__version__",
 ]
+
+#: public names imported on first access
+_LAZY = ("Descriptor", "Digest", "Platform")
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in ("Descriptor", "Platform"):
+        from .oci import descriptor
+
+        value = getattr(descriptor, name)
+    elif name == "Digest":
+        from .oci import digest
+
+        value = getattr(digest, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

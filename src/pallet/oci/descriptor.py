@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +51,8 @@ class Platform:
 
     @classmethod
     def default(cls) -> Platform:
-        m = _platform.machine().lower()
+        """This machine's platform (``uname -m``; ``platform.machine()`` on Linux is the same)."""
+        m = os.uname().machine.lower()
         return cls.parse(f"linux/{_ARCH_ALIASES.get(m, m)}")
 
     def __str__(self) -> str:
