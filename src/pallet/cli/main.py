@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..content import Info
     from ..images import Image
     from ..metadata.db import DB
@@ -28,6 +28,8 @@ EXIT_USAGE = 2
 
 def default_root() -> Path:
     """``$PALLET_ROOT``, else ``$XDG_DATA_HOME/pallet``, else ``~/.local/share/pallet``."""
+    from pathlib import Path
+
     env = os.environ.get("PALLET_ROOT")
     if env:
         return Path(env)
@@ -42,6 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _out(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:
+    import json
+
     if args.format == "json":
         print(json.dumps(obj, indent=2, sort_keys=True))
     else:
@@ -152,6 +156,8 @@ def cmd_content_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_content_info(args: argparse.Namespace) -> int:
+    import json
+
     i = _db(args).content.info(_digest(args.digest))
     _out(args, _info_json(i), lambda: json.dumps(_info_json(i), indent=2, sort_keys=True))
     return 0
@@ -287,6 +293,8 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_images_inspect(args: argparse.Namespace) -> int:
+    import json
+
     from ..images import walk
 
     db = _db(args)
@@ -415,6 +423,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
+    import json
+
     from ..metadata.fsck import fsck
 
     db = _db(args)
@@ -449,7 +459,58 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 # --- parser -------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+#
+# ``pallet CMD ...`` builds only CMD's parser (and the names and one-line helps of the others, for
+# ``pallet --help`` and argparse's messages): building every command's arguments, and importing
+# the modules that define them, was most of the start-up time of a short command.
+
+Add = Callable[..., argparse.ArgumentParser]
+Register = Callable[[Any, argparse.ArgumentParser, Add], None]
+
+
+class _Unbuilt(Exception):
+    """argparse chose a command whose parser was not built (``_command`` guessed another)."""
+
+
+class _Stub(_Parser):
+    """A placeholder subparser: a name and a help line in ``pallet --help``, nothing to parse.
+
+    Nothing reads a subparser before argparse picks it, so a stub skips ``ArgumentParser``'s
+    set-up (a third of a millisecond each).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.prog = str(kwargs.get("prog", ""))
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        raise _Unbuilt
+
+
+class _Sink:
+    """Swallows what a module's ``register`` does to the parsers of commands not being built."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Sink]:
+        return self._call
+
+    def _call(self, *args: Any, **kwargs: Any) -> _Sink:
+        return self
+
+
+class _Only:
+    """The subparsers action, seen by a ``register`` that defines ``name`` among others: only
+    ``name`` gets a real parser."""
+
+    def __init__(self, sub: Any, name: str) -> None:
+        self.sub = sub
+        self.name = name
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self.name:
+            return self.sub.add_parser(name, **kwargs)
+        return _Sink()
+
+
+def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root",
@@ -460,25 +521,21 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--format", choices=("text", "json"), default=argparse.SUPPRESS, help="output format"
     )
-    p = _Parser(
-        prog="pallet",
-        parents=[common],
-        description="Daemonless container-image exporter and store.",
-    )
-    from .. import __version__
+    return common
+
+
+def _add(
+    parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw: Any
+) -> argparse.ArgumentParser:
+    """Add command ``name`` running ``fn`` (with --root and --format) to ``parent``."""
+    sp: argparse.ArgumentParser = parent.add_parser(name, parents=[_COMMON], help=help, **kw)
+    sp.set_defaults(func=fn)
+    return sp
+
+
+def _reg_content(sub: Any, common: argparse.ArgumentParser, add: Add) -> None:
     from . import backend
 
-    p.add_argument("--version", action="version", version=f"pallet {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def add(
-        parent: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw: Any
-    ) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help, **kw)
-        sp.set_defaults(func=fn)
-        return sp
-
-    # content
     c = sub.add_parser("content", help="content store").add_subparsers(
         dest="sub", required=True, parser_class=_Parser
     )
@@ -511,7 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("filters", nargs="*")
     sp = add(c, "abort", cmd_content_abort, "drop ingests")
     sp.add_argument("refs", nargs="+")
-    # images
+
+
+def _reg_images(sub: Any, common: argparse.ArgumentParser, add: Add) -> None:
+    from . import backend
+
     i = sub.add_parser("images", aliases=["image", "i"], help="image store").add_subparsers(
         dest="sub", required=True, parser_class=_Parser
     )
@@ -532,7 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(i, "tag", cmd_images_tag, "give an image more names")
     sp.add_argument("source")
     sp.add_argument("targets", nargs="+")
-    # leases
+
+
+def _reg_leases(sub: Any, common: argparse.ArgumentParser, add: Add) -> None:
     le = sub.add_parser("leases", aliases=["lease"], help="leases").add_subparsers(
         dest="sub", required=True, parser_class=_Parser
     )
@@ -545,23 +608,106 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(le, "rm", cmd_leases_rm, "delete leases", aliases=["delete"])
     sp.add_argument("ids", nargs="+")
     sp.add_argument("--sync", action="store_true", help="collect garbage before returning")
-    # gc, fsck
+
+
+def _reg_gc(sub: Any, common: argparse.ArgumentParser, add: Add) -> None:
     sp = add(sub, "gc", cmd_gc, "collect garbage")
     sp.add_argument("--dry-run", action="store_true", help="only report what would go")
+
+
+def _reg_fsck(sub: Any, common: argparse.ArgumentParser, add: Add) -> None:
     sp = add(sub, "fsck", cmd_fsck, "verify every blob and image graph")
     sp.add_argument(
         "--repair", action="store_true", help="remove what cannot be trusted (never a valid blob)"
     )
-    from . import containerd_cmds, export_cmd, image_cmds, registry_cmds
 
-    for mod in (export_cmd, image_cmds, registry_cmds, containerd_cmds):
-        mod.register(sub, common, add)
+
+def _register(module: str) -> Register:
+    """The ``register`` function of the command module ``pallet.cli.<module>``."""
+    from importlib import import_module
+
+    fn: Register = import_module(f"{__package__}.{module}").register
+    return fn
+
+
+#: every command in ``pallet --help`` order: (name, aliases, help, what defines it: a function
+#: here or the name of a module whose ``register`` does). tests/unit/test_cli_parser.py checks
+#: the names and helps against the modules.
+_COMMANDS: tuple[tuple[str, tuple[str, ...], str, Register | str], ...] = (
+    ("content", (), "content store", _reg_content),
+    ("images", ("image", "i"), "image store", _reg_images),
+    ("leases", ("lease",), "leases", _reg_leases),
+    ("gc", (), "collect garbage", _reg_gc),
+    ("fsck", (), "verify every blob and image graph", _reg_fsck),
+    ("export", (), "export directories and root filesystems as an image", "export_cmd"),
+    ("save", (), "write images as an OCI layout or Docker archive tarball", "image_cmds"),
+    ("load", (), "import an OCI layout or Docker archive", "image_cmds"),
+    ("unpack", (), "write an image's root filesystem into a directory", "image_cmds"),
+    ("pull", (), "pull an image from a registry into the store", "registry_cmds"),
+    ("push", (), "push an image from the store to a registry", "registry_cmds"),
+    ("login", (), "store credentials for a registry (as docker login)", "registry_cmds"),
+    ("logout", (), "remove stored credentials for a registry", "registry_cmds"),
+    ("containerd", (), "a containerd daemon", "containerd_cmds"),
+)
+
+_COMMON = _common()
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first positional argument), if it is one of ours."""
+    names = {n: c[0] for c in _COMMANDS for n in (c[0], *c[1])}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            return names.get(argv[i + 1]) if i + 1 < len(argv) else None
+        if tok.startswith("-") and tok != "-":
+            # --root DIR and --format F (argparse also takes unique prefixes: --ro, --form)
+            takes_value = "=" not in tok and len(tok) > 2
+            takes_value = takes_value and ("--root".startswith(tok) or "--format".startswith(tok))
+            i += 2 if takes_value else 1
+            continue
+        return names.get(tok)
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``pallet`` parser; given ``argv``, only the command it names is built in full."""
+    from .. import __version__
+
+    p = _Parser(
+        prog="pallet",
+        parents=[_COMMON],
+        description="Daemonless container-image exporter and store.",
+    )
+    p.add_argument("--version", action="version", version=f"pallet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    only = _command(argv) if argv is not None else None
+    done: set[str] = set()
+    for name, aliases, help, reg in _COMMANDS:
+        if argv is None:
+            if isinstance(reg, str):
+                if reg in done:
+                    continue
+                done.add(reg)
+                reg = _register(reg)
+            reg(sub, _COMMON, _add)
+        elif name == only:
+            fn = _register(reg) if isinstance(reg, str) else reg
+            fn(_Only(sub, name), _COMMON, _add)
+        else:
+            sub._parser_class = _Stub
+            sub.add_parser(name, aliases=list(aliases), help=help)
+            sub._parser_class = _Parser
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except _Unbuilt:  # argparse read argv otherwise than _command: build everything
+        args = build_parser().parse_args(argv)
     for attr, default in (("root", None), ("format", "text")):
         if not hasattr(args, attr):
             setattr(args, attr, default)
