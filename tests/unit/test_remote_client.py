@@ -7,7 +7,10 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Callable
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,7 +23,7 @@ from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
 from pallet.remote import Credentials, Options, PushOutcome, RetryPolicy, push, push_by_digest
 from pallet.remote.client import Session, is_loopback
-from pallet.remote.protocol import Request
+from pallet.remote.protocol import ConnectionLost, Request
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -338,3 +341,91 @@ def test_push_order_dedupe_and_tag_only_on_root(tmp_path: Path) -> None:
     res = push_by_digest(store, root, ["reg.example/app"], options=opts)
     assert set(res[0].blobs.values()) == {PushOutcome.EXISTS}
     assert set(reg.manifests) == {"v1", str(a.digest), str(b.digest), str(root.digest)}
+
+
+# -- the SSL context is made only for HTTPS ----------------------------------------------------
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def plain_registry() -> Iterator[str]:
+    """A loopback server answering ``200`` to every GET over plain HTTP: ``host:port``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()
+
+
+def _count_contexts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    made: list[int] = []
+    real = Session._ssl_context
+
+    def counting(self: Session) -> ssl.SSLContext:
+        made.append(1)
+        return real(self)
+
+    monkeypatch.setattr(Session, "_ssl_context", counting)
+    return made
+
+
+def test_plain_http_never_loads_the_ca_bundle(
+    plain_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    made = _count_contexts(monkeypatch)
+    with Session(Options(retry=RetryPolicy(attempts=1))) as s:
+        assert s.endpoint(plain_registry) == f"http://{plain_registry}"
+        host = s._host(plain_registry)
+        assert (
+            s.send(Request(method="GET", url=f"http://{plain_registry}/v2/x"), host).status == 200
+        )
+        assert made == []
+        # HTTPS (here to a server that does not speak it) makes the context, once
+        tls_url = f"https://{plain_registry}/v2/"
+        for _ in range(2):
+            with pytest.raises(ConnectionLost):
+                s._send_with_retries(Request(method="GET", url=tls_url), None)
+        assert made == [1]
+
+
+def test_https_is_verified_with_the_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    made = _count_contexts(monkeypatch)
+    with Session(Options()) as s:
+        transport = s._client._transport_for_url(httpx.URL("https://registry.example/v2/"))
+        assert made == []
+        tls = transport._tls()  # type: ignore[attr-defined]
+        assert made == [1]
+        ctx = tls._pool._ssl_context
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+        assert transport._tls() is tls  # type: ignore[attr-defined]
+        assert made == [1]
+
+
+def test_proxies_from_the_environment_get_the_context_up_front(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx builds proxy transports in the client's constructor, with the verifying context."""
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    made = _count_contexts(monkeypatch)
+    with Session(Options()):
+        assert made == [1]

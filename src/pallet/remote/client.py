@@ -136,15 +136,27 @@ class Session:
             mounts: dict[str, httpx.BaseTransport | None] = {}
             for h in sorted(self._insecure):
                 mounts[f"https://{h}"] = httpx.HTTPTransport(verify=False, limits=limits)
-            self._client = httpx.Client(
-                verify=self._ssl_context(),
-                limits=limits,
-                timeout=timeout,
-                mounts=mounts,
-                follow_redirects=False,
-            )
+            if _environment_proxies():
+                # httpx builds the proxy transports now, and they need the context
+                self._client = httpx.Client(
+                    verify=self._ssl_context(),
+                    limits=limits,
+                    timeout=timeout,
+                    mounts=mounts,
+                    follow_redirects=False,
+                )
+            else:
+                self._client = httpx.Client(
+                    transport=_LazyTLSTransport(self._ssl_context, limits),
+                    limits=limits,
+                    timeout=timeout,
+                    mounts=mounts,
+                    follow_redirects=False,
+                )
 
     def _ssl_context(self) -> ssl.SSLContext:
+        """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle takes
+        tens of milliseconds, so it is made on the first HTTPS request (or for proxies)."""
         ctx = httpx.create_ssl_context()
         if self.options.ca_file:
             ctx.load_verify_locations(cafile=self.options.ca_file)
@@ -461,6 +473,49 @@ class Session:
             if w.startswith("299") and w not in self._warned:
                 self._warned.add(w)
                 log.warning("registry warning: %s", w[:300])
+
+
+def _environment_proxies() -> bool:
+    """Whether httpx will route requests through a proxy from the environment (``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY``; httpx's ``get_environment_proxies`` reads the same)."""
+    from urllib.request import getproxies
+
+    found = getproxies()
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
+
+
+class _LazyTLSTransport(httpx.BaseTransport):
+    """The default transport: ``http://`` through a pool that never does TLS, ``https://``
+    through one whose verifying SSL context is made on its first request.
+
+    A plain-HTTP registry (loopback, ``--insecure``) so never loads the CA bundle; HTTPS is
+    verified exactly as with ``httpx.Client(verify=make_context())``.
+    """
+
+    def __init__(self, make_context: Callable[[], ssl.SSLContext], limits: httpx.Limits) -> None:
+        self._make_context = make_context
+        self._limits = limits
+        # verify=False only spares the CA bundle: this pool only ever sees http:// URLs
+        self._http = httpx.HTTPTransport(verify=False, limits=limits)
+        self._https: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def _tls(self) -> httpx.HTTPTransport:
+        with self._lock:
+            if self._https is None:
+                self._https = httpx.HTTPTransport(verify=self._make_context(), limits=self._limits)
+            return self._https
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            return self._http.handle_request(request)
+        return self._tls().handle_request(request)
+
+    def close(self) -> None:
+        self._http.close()
+        with self._lock:
+            if self._https is not None:
+                self._https.close()
 
 
 class _RedactHttpxLog(logging.Filter):
