@@ -25,15 +25,16 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FailedPrecondition, InvalidArgument
 from .auth import Credentials
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "DOCKER_HUB_KEY",
@@ -118,6 +119,8 @@ def _from_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:
 
 
 def _run_helper(name: str, action: str, data: str) -> subprocess.CompletedProcess[str]:
+    import subprocess  # only for credential helpers: not at import
+
     prog = f"docker-credential-{name}"
     try:
         return subprocess.run(
@@ -229,6 +232,8 @@ class Keychain:
 
 
 def _write_config(path: Path, cfg: Mapping[str, Any]) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
     try:

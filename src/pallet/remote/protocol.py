@@ -23,7 +23,6 @@ abandoned (``DELETE``, failures ignored) and the blob starts over, at most ``att
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import random
 import re
@@ -221,6 +220,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # HTTP-dates are rare: not at import
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
