@@ -556,3 +556,46 @@ def test_reader_memory_is_bounded_for_huge_ratios() -> None:
             tracemalloc.stop()
         assert n == zeros
         assert peak < 16 << 20, peak
+
+
+# -- the threaded gzip reader ------------------------------------------------------------------
+
+
+def test_gzip_reader_members_padding_digest_and_early_close() -> None:
+    import threading
+
+    from pallet.compression.gzip import gzip_reader
+
+    a, b = sample(3_000_000, seed=21), sample(700_000, seed=22)
+    blob = gzip.compress(a, 1) + gzip.compress(b, 6) + bytes(512)  # pigz-style members, padding
+    r = gzip_reader(io.BytesIO(blob), name="blob x")
+    with pytest.raises(FailedPrecondition):
+        r.raw.stream_sha256()  # type: ignore[attr-defined]
+    out = r.read()
+    assert out == a + b
+    assert r.raw.stream_sha256() == hashlib.sha256(a + b).hexdigest()  # type: ignore[attr-defined]
+    r.close()
+    # closing after one read stops the helper thread (no thread left behind)
+    big = gzip.compress(bytes(64 << 20), 1)
+    r = gzip_reader(io.BytesIO(big))
+    assert r.read(10) == bytes(10)
+    r.close()
+    assert [t for t in threading.enumerate() if t.name == "pallet-gunzip"] == []
+
+
+def test_apply_uses_the_decoders_digest(tmp_path: Path) -> None:
+    import tarfile
+
+    from pallet.archive.apply import apply_tar
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        data = sample(200_000, seed=5)
+        ti = tarfile.TarInfo("f")
+        ti.size = len(data)
+        tf.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue() + bytes(4096)  # trailing zeros are part of the diffID
+    with decompressed_reader(io.BytesIO(gzip.compress(raw))) as r:
+        res = apply_tar(r, tmp_path)
+    assert res.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert (tmp_path / "f").read_bytes() == data
