@@ -423,3 +423,34 @@ def test_mount_202_tries_the_next_source_before_uploading() -> None:
         "DELETE /s1",
         "POST /v2/app/blobs/uploads/",
     ]
+
+
+def test_default_sizes_one_put_up_to_the_monolithic_maximum_then_chunks() -> None:
+    from pallet.remote.options import DEFAULT_CHUNK, DEFAULT_MONOLITHIC, Options
+
+    assert (Options().chunk_size, Options().monolithic_max) == (DEFAULT_CHUNK, DEFAULT_MONOLITHIC)
+    assert DEFAULT_MONOLITHIC == 128 << 20 and DEFAULT_CHUNK == 32 << 20
+
+    def zeros(offset: int, length: int) -> Iterator[bytes]:
+        yield bytes(length)
+
+    def handler(req: Request) -> Response:
+        if req.method == "HEAD":
+            return r(404)
+        if req.method == "POST":
+            return r(202, {"Location": "/v2/app/blobs/uploads/u1"})
+        if req.method == "PATCH":
+            end = req.headers["Content-Range"].split("-")[1]
+            return r(202, {"Location": "/v2/app/blobs/uploads/u1", "Range": f"0-{end}"})
+        return r(201)
+
+    digest = Digest("sha256:" + "0" * 64)
+    for size, patches in ((DEFAULT_MONOLITHIC, 0), (DEFAULT_MONOLITHIC + 1, 5)):
+        desc = Descriptor(media_type=mt.OCI_LAYER, digest=digest, size=size)
+        out, log, reqs = drive(upload_blob(BASE, "app", desc, zeros), handler)
+        assert out is PushOutcome.UPLOADED
+        assert [x.split()[0] for x in log] == ["HEAD", "POST", *["PATCH"] * patches, "PUT"]
+        sent = [q.content_length for q in reqs if q.method in ("PATCH", "PUT")]
+        assert sum(sent) == size
+        if patches:
+            assert sent[:4] == [DEFAULT_CHUNK] * 4 and sent[-1] == 0
