@@ -4,6 +4,7 @@ import pytest
 
 from pallet.errors import InvalidArgument
 from pallet.oci.reference import Reference
+from pallet.remote.push import source_key
 
 D = "sha256:" + "a" * 64
 
@@ -58,6 +59,11 @@ def test_digests_and_views() -> None:
     assert Reference.parse("docker.io/library/x").api_host == "registry-1.docker.io"
     assert Reference.parse("localhost:5000/x").hostname == "localhost"
     assert Reference.parse("[::1]:5000/x").hostname == "::1"
+    # containerd's distribution-source key uses Go's url.Hostname(): no port
+    prefix = "containerd.io/distribution.source."
+    assert source_key(Reference.parse("127.0.0.1:5000/a/b")) == prefix + "127.0.0.1"
+    assert source_key(Reference.parse("[::1]:5000/a")) == prefix + "::1"
+    assert source_key(Reference.parse("ubuntu")) == prefix + "docker.io"
     assert Reference.parse("user/app:1").familiar() == "user/app:1"
 
 

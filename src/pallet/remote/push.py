@@ -99,7 +99,15 @@ class PushResult:
 
 
 def source_key(ref: Reference) -> str:
-    """``containerd.io/distribution.source.<host>`` (containerd drops the port)."""
+    """``containerd.io/distribution.source.<host>``, the host without its port.
+
+    containerd (``remotes/docker/handler.go``: ``AppendDistributionSourceLabel`` and
+    ``selectRepositoryMountCandidate``) and BuildKit key on Go's ``url.URL.Hostname()`` of
+    ``dummy://<locator>``, which strips the port; labels written by either, or by pallet, must
+    keep meeting here. Registries on one host but different ports therefore share a key: a
+    push may try a mount that the target does not have, which costs a request and falls back
+    to the upload.
+    """
     return _labels.DISTRIBUTION_SOURCE_PREFIX + ref.hostname
 
 
