@@ -6,8 +6,6 @@ eagerly, :class:`Descriptor`, :class:`Platform` and :class:`Digest` on first use
 
 from __future__ import annotations
 
-import typing as _typing
-
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -20,9 +18,13 @@ from .errors import (
     Unsupported,
 )
 
-if _typing.TYPE_CHECKING:
+# ``typing`` (with ``re`` and ``enum``) would be most of this package's import time; mypy reads a
+# constant named TYPE_CHECKING as ``typing.TYPE_CHECKING``
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from .oci.descriptor import Descriptor, Platform
     from .oci.digest import Digest
+del TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -46,7 +48,7 @@ __all__ = [
 _LAZY = ("Descriptor", "Digest", "Platform")
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> object:
     if name in ("Descriptor", "Platform"):
         from .oci import descriptor
 

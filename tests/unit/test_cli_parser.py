@@ -143,11 +143,13 @@ def test_push_builds_and_imports_only_its_own_parser() -> None:
 def test_help_imports_no_command_module_nor_heavy_stdlib() -> None:
     code = (
         "import sys, contextlib, io\n"
+        "before = set(sys.modules)\n"  # whatever site and .pth files loaded
         "from pallet.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
         "bad = ('platform', 'inspect', 'dataclasses', 'json', 'pathlib', 'httpx', 'ssl')\n"
-        "print(sorted(m for m in sys.modules if m in bad or m.startswith('pallet.cli.')))\n"
+        "new = set(sys.modules) - before\n"
+        "print(sorted(m for m in new if m in bad or m.startswith('pallet.cli.')))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

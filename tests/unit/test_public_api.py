@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 
 import pallet
 
@@ -25,3 +27,19 @@ def test_every_module_declares_all() -> None:
         if not hasattr(mod, "__all__"):
             missing.append(m.name)
     assert missing == []
+
+
+def test_import_pallet_is_light() -> None:
+    """``import pallet`` loads the error classes only; the data model comes on first use."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"  # whatever site and .pth files loaded
+        "import pallet\n"
+        "heavy = ('typing', 'platform', 'inspect', 'dataclasses', 're', 'pallet.oci')\n"
+        "print(sorted(m for m in heavy if m in set(sys.modules) - before))\n"
+        "pallet.Platform.default()\n"
+        "print(pallet.Digest.__module__, 'platform' in set(sys.modules) - before)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "pallet.oci.digest False"]
