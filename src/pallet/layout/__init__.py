@@ -28,20 +28,57 @@ can be sent, then the stream written.
 
 from __future__ import annotations
 
-from .load import LoadedImage, LoadResult, load_archive, load_directory
-from .unpack import UnpackResult, image_layers, unpack
-from .write import (
-    ANNOTATION_IMAGE_NAME,
-    ANNOTATION_REF_NAME,
-    DOCKER_MANIFEST_LISTS_UNSUPPORTED,
-    ArchiveImage,
-    Format,
-    LayoutPlan,
-    plan_layout,
-    save,
-    write_archive,
-    write_directory,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .load import LoadedImage, LoadResult, load_archive, load_directory
+    from .unpack import UnpackResult, image_layers, unpack
+    from .write import (
+        ANNOTATION_IMAGE_NAME,
+        ANNOTATION_REF_NAME,
+        DOCKER_MANIFEST_LISTS_UNSUPPORTED,
+        ArchiveImage,
+        Format,
+        LayoutPlan,
+        plan_layout,
+        save,
+        write_archive,
+        write_directory,
+    )
+
+# Submodules load on first use (PEP 562), so `pallet unpack` does not import the archive
+# reader and `pallet save` does not import the applier.
+_WHERE = {
+    **dict.fromkeys(("LoadedImage", "LoadResult", "load_archive", "load_directory"), "load"),
+    **dict.fromkeys(("UnpackResult", "image_layers", "unpack"), "unpack"),
+    **dict.fromkeys(
+        (
+            "ANNOTATION_IMAGE_NAME",
+            "ANNOTATION_REF_NAME",
+            "DOCKER_MANIFEST_LISTS_UNSUPPORTED",
+            "ArchiveImage",
+            "Format",
+            "LayoutPlan",
+            "plan_layout",
+            "save",
+            "write_archive",
+            "write_directory",
+        ),
+        "write",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ANNOTATION_IMAGE_NAME",
