@@ -44,11 +44,13 @@ WORKER = textwrap.dedent(
                 db.create(Image(name=name, target=m))
             # labels from several processes on one shared blob must all survive
             info = db.content.info(m.digest)
-        d = put(db, b"common-label-target")
-        from dataclasses import replace
-        db.content.update(replace(db.content.info(d.digest), labels={f"w{wid}.{i}": "1",
-                          "containerd.io/gc.root": "1"}), [f"labels.w{wid}.{i}",
-                          "labels.containerd.io/gc.root"])
+        # under a lease: until the gc.root label is on, the collector may take an unleased blob
+        with temporary(db.leases) as lid2:
+            d = put(db, b"common-label-target", lease=lid2)
+            from dataclasses import replace
+            db.content.update(replace(db.content.info(d.digest), labels={f"w{wid}.{i}": "1",
+                              "containerd.io/gc.root": "1"}), [f"labels.w{wid}.{i}",
+                              "labels.containerd.io/gc.root"])
         out.append([name, str(m.digest)])
     print(json.dumps(out))
     """
