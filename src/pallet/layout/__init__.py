@@ -30,9 +30,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# eager: the function `unpack` shares its name with the submodule, and importing a submodule
+# rebinds the package attribute of that name; importing it here first keeps the function
+from .unpack import UnpackResult, image_layers, unpack
+
 if TYPE_CHECKING:
     from .load import LoadedImage, LoadResult, load_archive, load_directory
-    from .unpack import UnpackResult, image_layers, unpack
     from .write import (
         ANNOTATION_IMAGE_NAME,
         ANNOTATION_REF_NAME,
@@ -50,7 +53,6 @@ if TYPE_CHECKING:
 # reader and `pallet save` does not import the applier.
 _WHERE = {
     **dict.fromkeys(("LoadedImage", "LoadResult", "load_archive", "load_directory"), "load"),
-    **dict.fromkeys(("UnpackResult", "image_layers", "unpack"), "unpack"),
     **dict.fromkeys(
         (
             "ANNOTATION_IMAGE_NAME",
