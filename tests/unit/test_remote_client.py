@@ -24,6 +24,7 @@ from pallet.oci.digest import Digest
 from pallet.remote import Credentials, Options, PushOutcome, RetryPolicy, push, push_by_digest
 from pallet.remote.client import Session, is_loopback
 from pallet.remote.protocol import ConnectionLost, Request
+from pallet.remote.wire import CoreWire, WireError
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -408,14 +409,23 @@ def test_https_is_verified_with_the_context(monkeypatch: pytest.MonkeyPatch) -> 
     for var in _PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     made = _count_contexts(monkeypatch)
-    with Session(Options()) as s:
-        transport = s._client._transport_for_url(httpx.URL("https://registry.example/v2/"))
+    with Session(Options(insecure=["insecure.example:5000"])) as s:
+        wire = s._wire
+        assert isinstance(wire, CoreWire)
         assert made == []
-        tls = transport._tls()  # type: ignore[attr-defined]
+        tls = wire._pool("verified")
         assert made == [1]
-        ctx = tls._pool._ssl_context
+        ctx = tls._ssl_context
+        assert ctx is not None
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-        assert transport._tls() is tls  # type: ignore[attr-defined]
+        assert wire._pool("verified") is tls
+        assert made == [1]
+        # an --insecure host gets the unverified pool, every other host the verified one
+        assert s._is_insecure("insecure.example:5000") and s._is_insecure("INSECURE.example:5000")
+        assert not s._is_insecure("insecure.example:5001")
+        assert not s._is_insecure("registry.example")
+        raw = wire._pool("unverified")._ssl_context
+        assert raw is not None and raw.verify_mode == ssl.CERT_NONE and not raw.check_hostname
         assert made == [1]
 
 
@@ -429,3 +439,113 @@ def test_proxies_from_the_environment_get_the_context_up_front(
     made = _count_contexts(monkeypatch)
     with Session(Options()):
         assert made == [1]
+
+
+# -- the httpcore wire: the bytes it puts on the connection ------------------------------------
+@pytest.fixture
+def echo_server() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
+    """A loopback HTTP/1.1 server that records (request line, headers, body) and answers
+    ``201 Made`` with a 3-byte body and a ``Location``."""
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            body = b""
+            if "content-length" in headers:
+                body = self.rfile.read(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                while True:
+                    size = int(self.rfile.readline().strip(), 16)
+                    chunk = self.rfile.read(size + 2)[:size]
+                    if size == 0:
+                        break
+                    body += chunk
+            seen.append((self.requestline, headers, body))
+            self.send_response(201, "Made")
+            self.send_header("Location", "/next?_state=abc")
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"abc")
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_HEAD = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}", seen
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()
+
+
+def _wire() -> CoreWire:
+    return CoreWire(
+        make_context=lambda: ssl.create_default_context(),
+        insecure=lambda netloc: False,
+        max_connections=2,
+        connect_timeout=5,
+        read_timeout=5,
+    )
+
+
+def test_core_wire_frames_requests_like_httpx(
+    echo_server: tuple[str, list[tuple[str, dict[str, str], bytes]]],
+) -> None:
+    host, seen = echo_server
+    w = _wire()
+    try:
+        r = w.open("POST", f"http://{host}/v2/r/blobs/uploads/?mount=x&from=y", {"X-A": "1"}, None)
+        assert (r.status, r.reason, b"".join(r.chunks())) == (201, "Made", b"abc")
+        assert ("Location", "/next?_state=abc") in r.headers
+        r.close()
+        r = w.open("PUT", f"http://{host}/p", {}, b"hello")
+        assert b"".join(r.chunks()) == b"abc"
+        r.close()
+        r = w.open("PATCH", f"http://{host}/q", {}, iter([b"ab", b"", b"cd"]))
+        r.close()
+        r = w.open("PATCH", f"http://{host}/s", {"Content-Length": "4"}, iter([b"wx", b"yz"]))
+        r.close()
+        r = w.open("HEAD", f"http://{host}/h", {}, None)
+        assert r.status == 201 and list(r.chunks()) == []
+        r.close()
+    finally:
+        w.close()
+    lines = [s[0] for s in seen]
+    assert lines == [
+        "POST /v2/r/blobs/uploads/?mount=x&from=y HTTP/1.1",
+        "PUT /p HTTP/1.1",
+        "PATCH /q HTTP/1.1",
+        "PATCH /s HTTP/1.1",
+        "HEAD /h HTTP/1.1",
+    ]
+    (post, put, chunked, sized, head) = seen
+    assert post[1]["host"] == host and post[1]["x-a"] == "1"
+    assert post[1]["content-length"] == "0" and post[2] == b""  # a bodiless POST says so
+    assert put[1]["content-length"] == "5" and put[2] == b"hello"
+    assert chunked[1]["transfer-encoding"] == "chunked" and chunked[2] == b"abcd"
+    assert sized[1]["content-length"] == "4" and sized[2] == b"wxyz"
+    assert "transfer-encoding" not in sized[1]
+    assert "content-length" not in head[1]
+
+
+def test_core_wire_errors_are_named_as_httpx_names_them() -> None:
+    w = _wire()
+    try:
+        # nothing listens on port 9 of loopback: a connection error, named as httpx names it
+        with pytest.raises(WireError) as ei:
+            w.open("GET", "http://127.0.0.1:9/v2/", {}, None)
+        assert ei.value.name == "ConnectError"
+        with pytest.raises(WireError) as ei:
+            w.open("GET", "ftp://127.0.0.1/v2/", {}, None)
+        assert ei.value.name == "UnsupportedProtocol"
+    finally:
+        w.close()

@@ -5,12 +5,15 @@ Layout (sans-IO core, one driver)::
     protocol.py     requests/responses as data; upload, download and manifest flows
     auth.py         WWW-Authenticate parsing, token requests/responses, token cache
     credentials.py  Docker config / containers auth.json / credential helpers; login storage
-    client.py       Session: the only code that sends HTTP (httpx), auth, redirects, retries
+    client.py       Session: auth, redirects, retries over one wire
+    wire.py         the only code that touches the HTTP libraries (httpcore pools; httpx.Client
+                    for proxies from the environment and for injected test transports)
     push.py         graph push: blobs in parallel, manifests after their children
     resolver.py     resolve, fetch_manifest, pull into a content store
     login.py        login / logout
 
-Importing this package does not import httpx; the first :class:`Session` does.
+Importing this package imports no HTTP library; the first :class:`Session` imports httpcore
+(and httpx only when it needs it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The driver: runs sans-IO flows over one shared ``httpx.Client``.
+"""The driver: runs sans-IO flows over one shared connection pool (:mod:`.wire`).
 
 :class:`Session` is the only code that sends HTTP. For each request it
 
@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from ..errors import Unavailable
 from .auth import (
@@ -58,8 +55,18 @@ from .protocol import (
     Sleep,
     parse_retry_after,
 )
+from .wire import (
+    CoreWire,
+    HttpxWire,
+    Reply,
+    Wire,
+    WireError,
+    environment_proxies,
+    verified_context,
+)
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
 
 __all__ = ["Session", "is_loopback"]
@@ -68,7 +75,6 @@ log = logging.getLogger("pallet.remote")
 T = TypeVar("T")
 
 MAX_BODY = (4 << 20) + 1
-STREAM_CHUNK = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -120,51 +126,40 @@ class Session:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._insecure = {normalize_host(h) for h in self.options.insecure}
-        _install_httpx_filter()
         o = self.options
-        limits = httpx.Limits(
-            max_connections=o.jobs * 2 + 4, max_keepalive_connections=o.jobs * 2 + 4
-        )
-        timeout = httpx.Timeout(o.read_timeout, connect=o.connect_timeout)
-        if o.transport is not None:
-            self._client = httpx.Client(
-                transport=cast(httpx.BaseTransport, o.transport),
-                timeout=timeout,
-                follow_redirects=False,
+        conns = o.jobs * 2 + 4
+        if o.transport is not None or environment_proxies():
+            self._wire: Wire = HttpxWire(
+                transport=o.transport,
+                make_context=self._ssl_context,
+                insecure_hosts=sorted(self._insecure),
+                max_connections=conns,
+                connect_timeout=o.connect_timeout,
+                read_timeout=o.read_timeout,
             )
         else:
-            mounts: dict[str, httpx.BaseTransport | None] = {}
-            for h in sorted(self._insecure):
-                mounts[f"https://{h}"] = httpx.HTTPTransport(verify=False, limits=limits)
-            if _environment_proxies():
-                # httpx builds the proxy transports now, and they need the context
-                self._client = httpx.Client(
-                    verify=self._ssl_context(),
-                    limits=limits,
-                    timeout=timeout,
-                    mounts=mounts,
-                    follow_redirects=False,
-                )
-            else:
-                self._client = httpx.Client(
-                    transport=_LazyTLSTransport(self._ssl_context, limits),
-                    limits=limits,
-                    timeout=timeout,
-                    mounts=mounts,
-                    follow_redirects=False,
-                )
+            self._wire = CoreWire(
+                make_context=self._ssl_context,
+                insecure=self._is_insecure,
+                max_connections=conns,
+                connect_timeout=o.connect_timeout,
+                read_timeout=o.read_timeout,
+            )
+
+    def _is_insecure(self, netloc: str) -> bool:
+        n = netloc.lower()
+        return n in self._insecure or (
+            not n.endswith("]") and n.rsplit(":", 1)[0] in self._insecure
+        )
 
     def _ssl_context(self) -> ssl.SSLContext:
         """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle takes
         tens of milliseconds, so it is made on the first HTTPS request (or for proxies)."""
-        ctx = httpx.create_ssl_context()
-        if self.options.ca_file:
-            ctx.load_verify_locations(cafile=self.options.ca_file)
-        return ctx
+        return verified_context(self.options.ca_file)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
-        self._client.close()
+        self._wire.close()
 
     def __enter__(self) -> Session:
         return self
@@ -413,21 +408,21 @@ class Session:
             elif body is not None:
                 content = body
             try:
-                request = self._client.build_request(method, url, headers=headers, content=content)
                 try:
-                    r = self._client.send(request, stream=True)
-                except httpx.HTTPError as exc:
+                    r = self._wire.open(method, url, headers, content)
+                except WireError as exc:
                     raise _lost(req, url, exc) from None
             finally:
                 if gen is not None and hasattr(gen, "close"):
                     gen.close()
             try:
-                if r.status_code in _REDIRECTS and "location" in r.headers:
-                    new = urljoin(url, r.headers["location"])
-                    if method in ("GET", "HEAD") or r.status_code in (307, 308):
-                        log.debug("%s %s -> %d redirect", method, redact_url(url), r.status_code)
+                location = _header(r.headers, "location")
+                if r.status in _REDIRECTS and location is not None:
+                    new = urljoin(url, location)
+                    if method in ("GET", "HEAD") or r.status in (307, 308):
+                        log.debug("%s %s -> %d redirect", method, redact_url(url), r.status)
                         url = new
-                        if r.status_code == 303:
+                        if r.status == 303:
                             method, body = "GET", None
                         continue
                 return self._finish(req, method, url, r)
@@ -436,36 +431,36 @@ class Session:
         what = req.what or "request"
         raise Unavailable(f"{what}: {method} {redact_url(req.url)}: too many redirects")
 
-    def _finish(self, req: Request, method: str, url: str, r: httpx.Response) -> Response:
-        headers = Headers(r.headers.multi_items())
+    def _finish(self, req: Request, method: str, url: str, r: Reply) -> Response:
+        headers = Headers(r.headers)
         self._warnings(headers)
         data = b""
         try:
             writer: Callable[[bytes], None] | None = None
             if req.stream is not None:
-                writer = req.stream(r.status_code, headers)
+                writer = req.stream(r.status, headers)
             if writer is not None:
-                for chunk in _raw(r):
+                for chunk in r.chunks():
                     writer(chunk)
             elif method != "HEAD":
                 parts: list[bytes] = []
                 size = 0
-                for chunk in _raw(r):
+                for chunk in r.chunks():
                     parts.append(chunk)
                     size += len(chunk)
                     if size >= MAX_BODY:
                         break
                 data = b"".join(parts)
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise _lost(req, url, exc) from None
-        log.debug("%s %s -> %d", method, redact_url(url), r.status_code)
+        log.debug("%s %s -> %d", method, redact_url(url), r.status)
         return Response(
             method=method,
             url=url,
-            status=r.status_code,
+            status=r.status,
             headers=headers,
             body=data,
-            reason=r.reason_phrase,
+            reason=r.reason,
         )
 
     def _warnings(self, headers: Headers) -> None:
@@ -475,84 +470,18 @@ class Session:
                 log.warning("registry warning: %s", w[:300])
 
 
-def _environment_proxies() -> bool:
-    """Whether httpx will route requests through a proxy from the environment (``HTTP_PROXY``,
-    ``HTTPS_PROXY``, ``ALL_PROXY``; httpx's ``get_environment_proxies`` reads the same)."""
-    from urllib.request import getproxies
-
-    found = getproxies()
-    return any(found.get(scheme) for scheme in ("http", "https", "all"))
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
 
 
-class _LazyTLSTransport(httpx.BaseTransport):
-    """The default transport: ``http://`` through a pool that never does TLS, ``https://``
-    through one whose verifying SSL context is made on its first request.
-
-    A plain-HTTP registry (loopback, ``--insecure``) so never loads the CA bundle; HTTPS is
-    verified exactly as with ``httpx.Client(verify=make_context())``.
-    """
-
-    def __init__(self, make_context: Callable[[], ssl.SSLContext], limits: httpx.Limits) -> None:
-        self._make_context = make_context
-        self._limits = limits
-        # verify=False only spares the CA bundle: this pool only ever sees http:// URLs
-        self._http = httpx.HTTPTransport(verify=False, limits=limits)
-        self._https: httpx.HTTPTransport | None = None
-        self._lock = threading.Lock()
-
-    def _tls(self) -> httpx.HTTPTransport:
-        with self._lock:
-            if self._https is None:
-                self._https = httpx.HTTPTransport(verify=self._make_context(), limits=self._limits)
-            return self._https
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme == "http":
-            return self._http.handle_request(request)
-        return self._tls().handle_request(request)
-
-    def close(self) -> None:
-        self._http.close()
-        with self._lock:
-            if self._https is not None:
-                self._https.close()
-
-
-class _RedactHttpxLog(logging.Filter):
-    """httpx logs every request URL at INFO; hide upload state and storage signatures there."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 2:
-            args = list(record.args)
-            args[1] = redact_url(str(args[1]))
-            record.args = tuple(args)
-        return True
-
-
-_httpx_filter_lock = threading.Lock()
-
-
-def _install_httpx_filter() -> None:
-    lg = logging.getLogger("httpx")
-    with _httpx_filter_lock:
-        if not any(isinstance(f, _RedactHttpxLog) for f in lg.filters):
-            lg.addFilter(_RedactHttpxLog())
-
-
-def _raw(r: httpx.Response) -> Iterator[bytes]:
-    """The body as sent (no content decoding), 1 MiB at a time."""
-    if r.is_stream_consumed:  # a response built in memory (MockTransport)
-        if r.content:
-            yield r.content
-        return
-    yield from r.iter_raw(STREAM_CHUNK)
-
-
-def _lost(req: Request, url: str, exc: Exception) -> ConnectionLost:
-    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+def _lost(req: Request, url: str, exc: WireError) -> ConnectionLost:
+    text = exc.text.splitlines()[0][:200] if exc.text else ""
     return ConnectionLost(
         f"{req.what or 'request'}: {req.method} {redact_url(url)}: "
-        f"{type(exc).__name__}{': ' + text if text else ''}"
+        f"{exc.name}{': ' + text if text else ''}"
     )
 
 
