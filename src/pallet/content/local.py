@@ -26,9 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import hashlib
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -185,6 +183,8 @@ class _RefLock:
                 os.close(fd)
                 if attempt == tries - 1:
                     break
+                import random
+
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.512)
                 continue
@@ -362,6 +362,8 @@ class LocalWriter:
 
 
 def _hash_file(path: Path, algorithm: str) -> Digest:
+    import hashlib
+
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -383,6 +385,8 @@ class LocalStore:
         return self.root / "blobs" / dgst.algorithm / dgst.hex
 
     def _ingest_dir(self, ref: str) -> Path:
+        import hashlib
+
         return self.root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
 
     # -- Provider ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ sha256 is what pallet writes; sha512 is accepted wherever a descriptor carries i
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Protocol
 
@@ -65,6 +64,8 @@ class Digest(str):
 
 def canonical(data: bytes) -> Digest:
     """sha256 digest of ``data``."""
+    import hashlib  # on first use: loading OpenSSL's hashes costs ~2.5 ms of start-up
+
     return Digest("sha256:" + hashlib.sha256(data).hexdigest())
 
 
@@ -80,6 +81,8 @@ class Digester:
         if algorithm not in ALGORITHMS:
             raise InvalidArgument(f"digest algorithm {algorithm!r}: unsupported")
         self.algorithm = algorithm
+        import hashlib
+
         self._h: _Hash = hashlib.new(algorithm)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:

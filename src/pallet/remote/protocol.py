@@ -23,8 +23,6 @@ abandoned (``DELETE``, failures ignored) and the blob starts over, at most ``att
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import random
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -203,6 +201,8 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, retry_after)
         base = min(self.max_delay, self.initial * self.factor ** max(0, attempt - 1))
+        import random  # on first retry only
+
         return base * (1 + self.jitter * (2 * random.random() - 1))
 
     def retryable(self, resp: Response) -> bool:
@@ -404,6 +404,8 @@ def push_manifest(
         raise InvalidArgument(
             f"{what}: body mediaType {declared!r} differs from descriptor {desc.media_type!r}"
         )
+    import hashlib
+
     if hashlib.new(desc.digest.algorithm, data).hexdigest() != desc.digest.hex:
         raise DigestMismatch(f"{what}: local bytes do not match {desc.digest}")
     url = _repo_url(base, repo, "manifests", obj)
