@@ -136,6 +136,47 @@ def test_mode_is_not_subject_to_umask(root: Path) -> None:
     assert stat.S_IMODE(os.lstat(root / "c/implicit").st_mode) == 0o755
 
 
+def test_files_created_with_their_mode_and_owner_still_end_exact(root: Path) -> None:
+    """Files whose mode survives the umask are created with it, and files owned by our own
+    ids skip the chown: neither shortcut may leave a mode or an owner different from the
+    entry's, including under a set-group-ID directory (whose group new files inherit) and
+    when a directory's owner changes after files were written into it."""
+    assert os.geteuid() == 0
+    me, grp = os.geteuid(), os.getegid()
+    old = os.umask(0o022)
+    try:
+        apply(
+            root,
+            f("plain", mode=0o644, uid=me, gid=grp),
+            f("exe", mode=0o755, uid=me, gid=grp),
+            f("ro", mode=0o444, uid=me, gid=grp),
+            f("group-writable", mode=0o664, uid=me, gid=grp),  # does not survive umask 022
+            d("sg/", mode=0o2775, uid=me, gid=4321),
+            f("sg/mine", mode=0o644, uid=me, gid=grp),  # would inherit 4321 without a chown
+            f("sg/theirs", mode=0o644, uid=me, gid=4321),
+            f("later/a", mode=0o644, uid=me, gid=grp),  # parent made implicitly, ours
+            d("later/", mode=0o2755, uid=me, gid=777),  # now set-group-ID and someone else's
+            f("later/b", mode=0o644, uid=me, gid=grp),
+        )
+    finally:
+        os.umask(old)
+
+    def got(name: str) -> tuple[int, int, int]:
+        st = os.lstat(root / name)
+        return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+    assert got("plain") == (0o644, me, grp)
+    assert got("exe") == (0o755, me, grp)
+    assert got("ro") == (0o444, me, grp)
+    assert got("group-writable") == (0o664, me, grp)
+    assert got("sg") == (0o2775, me, 4321)
+    assert got("sg/mine") == (0o644, me, grp)
+    assert got("sg/theirs") == (0o644, me, 4321)
+    assert got("later") == (0o2755, me, 777)
+    assert got("later/a") == (0o644, me, grp)
+    assert got("later/b") == (0o644, me, grp)
+
+
 def test_mtime_seconds_and_pax_nanoseconds_and_atime(root: Path) -> None:
     apply(
         root,

@@ -541,6 +541,19 @@ def _clean(name: bytes) -> list[bytes]:
     return out
 
 
+def _umask() -> int | None:
+    """The process umask, read from ``/proc`` (``os.umask`` can only read it by setting it,
+    which would race with other threads creating files); None where unknown."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class _Applier:
     def __init__(
         self,
@@ -559,6 +572,12 @@ class _Applier:
         except NotADirectoryError:
             raise InvalidArgument(f"layer root {os.fsdecode(root)}: not a directory") from None
         self._privileged = os.geteuid() == 0
+        self._euid = os.geteuid()
+        self._egid = os.getegid()
+        # a new file takes the process's ids when its directory's group is ours, so the common
+        # case (root unpacking root:root files) needs no fchown; dir fd -> its st_gid
+        self._dir_gid: dict[int, int] = {}
+        self._umask = _umask()
         self._warned_owner = False
         # descriptor cache: real path (b"a/b", b"" = root) -> O_PATH dir fd; cleaned name -> real
         self._fds: dict[bytes, int] = {b"": self._rootfd}
@@ -590,6 +609,7 @@ class _Applier:
 
     def _invalidate(self) -> None:
         """Forget every cached resolution (closing is deferred to the end of the entry)."""
+        self._dir_gid.clear()
         for real, fd in self._fds.items():
             if real:
                 self._stale.append(fd)
@@ -772,19 +792,31 @@ class _Applier:
                     continue
                 raise _EntryError(f"xattr {_display(key)}: {exc.strerror}") from None
 
-    def _meta_fd(self, fd: int, e: _Entry) -> None:
-        """Owner, xattrs, mode and times of a regular file through its descriptor."""
+    def _meta_fd(self, fd: int, e: _Entry, *, owned: bool = False, moded: bool = False) -> None:
+        """Owner, xattrs, mode and times of a regular file through its descriptor.
+
+        ``owned``: the file was created with ``e.uid``/``e.gid`` already; ``moded``: with
+        ``e.mode`` already (no set-id bits, which must follow the chown).
+        """
         if self._privileged:
-            try:
-                os.fchown(fd, e.uid, e.gid)
-            except OSError as exc:
-                self._owner_failed(e, exc)
+            if not owned:
+                try:
+                    os.fchown(fd, e.uid, e.gid)
+                except OSError as exc:
+                    self._owner_failed(e, exc)
         else:
             self._no_owner()
         if e.xattrs:
             self._xattrs(e, fd)
-        os.fchmod(fd, e.mode)
+        if not moded:
+            os.fchmod(fd, e.mode)
         os.utime(fd, ns=(e.atime, e.mtime))
+
+    def _gid_of(self, dirfd: int) -> int:
+        gid = self._dir_gid.get(dirfd)
+        if gid is None:
+            gid = self._dir_gid[dirfd] = os.fstat(dirfd).st_gid
+        return gid
 
     def _meta_at(
         self,
@@ -857,15 +889,21 @@ class _Applier:
     def _regular(self, e: _Entry, comps: list[bytes]) -> None:
         dirfd, preal = self._parent(comps)
         base = comps[-1]
+        # Created 0600 and chmod'ed after the chown, unless the mode has no set-id or sticky
+        # bits and survives the umask: then it is created with its mode (two syscalls fewer
+        # per file with the fchown skipped below; the content is no more exposed than after).
+        mode = e.mode
+        moded = self._umask is not None and not mode & 0o7000 and mode & ~self._umask == mode
+        owned = e.uid == self._euid and e.gid == self._egid and self._gid_of(dirfd) == self._egid
         try:
-            fd = os.open(base, _O_NEW_FILE, 0o600, dir_fd=dirfd)
+            fd = os.open(base, _O_NEW_FILE, mode if moded else 0o600, dir_fd=dirfd)
         except FileExistsError:
             self._remove(dirfd, base)
-            fd = os.open(base, _O_NEW_FILE, 0o600, dir_fd=dirfd)
+            fd = os.open(base, _O_NEW_FILE, mode if moded else 0o600, dir_fd=dirfd)
         try:
             if e.size:
                 self._reader.copy_to(fd, e.size)
-            self._meta_fd(fd, e)
+            self._meta_fd(fd, e, owned=owned, moded=moded)
         finally:
             os.close(fd)
         self._mark(preal + b"/" + base if preal else base)
@@ -904,6 +942,7 @@ class _Applier:
             raise
         if real in self._fds:
             os.close(fd)
+            self._dir_gid.pop(self._fds[real], None)  # its owner may just have changed
         else:
             self._fds[real] = fd
         self._lex[b"/".join(comps)] = real
