@@ -353,6 +353,20 @@ def test_push_order_dedupe_and_tag_only_on_root(tmp_path: Path) -> None:
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded loopback HTTP server with ``handler``: ``host:port``."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join()
+
+
 @pytest.fixture
 def plain_registry() -> Iterator[str]:
     """A loopback server answering ``200`` to every GET over plain HTTP: ``host:port``."""
@@ -366,15 +380,8 @@ def plain_registry() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join()
+    with _serving(Handler) as host:
+        yield host
 
 
 def _count_contexts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -481,15 +488,8 @@ def echo_server() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]
         def log_message(self, *args: object) -> None:
             pass
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"127.0.0.1:{srv.server_address[1]}", seen
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join()
+    with _serving(Handler) as host:
+        yield host, seen
 
 
 def _wire() -> CoreWire:
