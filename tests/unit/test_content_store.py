@@ -64,35 +64,6 @@ def test_write_commit_read(store: LocalStore) -> None:
     assert store.list_statuses() == []  # ingest gone
 
 
-def test_large_blob_starts_writeback_in_steps(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A blob larger than the writeback step asks the kernel to write each step as it goes
-    (so the commit's fsync only waits for the tail); the bytes are unchanged by it."""
-    import pallet.content.local as local
-
-    calls: list[tuple[int, int]] = []
-    real = local._start_writeback
-
-    def spy(fd: int, offset: int, length: int) -> None:
-        calls.append((offset, length))
-        real(fd, offset, length)
-
-    monkeypatch.setattr(local, "_start_writeback", spy)
-    step = local._WRITEBACK_STEP
-    data = os.urandom(2 * step + 12345)
-    with store.writer("ref-big", total=len(data)) as w:
-        for i in range(0, len(data), 1 << 20):
-            w.write(data[i : i + (1 << 20)])
-        d = w.commit(len(data), sha(data))
-    assert calls == [(0, step), (step, step)]
-    assert d == sha(data)
-    with store.open(d) as f:
-        assert hashlib.sha256(f.read()).hexdigest() == d.hex
-    # the kernel call itself is available here (Linux): a later blob keeps using it
-    assert local._writeback_state == 1
-
-
 def test_small_and_empty_blob(store: LocalStore) -> None:
     d = write(store, "empty", b"")
     assert d == sha(b"")
