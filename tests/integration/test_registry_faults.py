@@ -113,7 +113,10 @@ def test_slow_responses_and_timeouts(proxy: FaultProxy, store: DB, repo: str) ->
     proxy.add(Rule("HEAD", r"/manifests/", "delay", seconds=2.0))  # beyond the read timeout
     push(store.content, root, f"{proxy.host}/{repo}:v1", options=opts(read_timeout=1.0))  # type: ignore[arg-type]
     heads = proxy.entries("HEAD", r"/manifests/")
-    assert len(heads) == 2  # the timed-out one was sent again
+    # the "is it there already" HEAD timed out and was sent again (404), then the manifest
+    # push's own existence check
+    assert len(heads) == 3
+    assert [e.status for e in heads[1:]] == [404, 404]
     assert resolve(f"{proxy.host}/{repo}:v1").digest == root.digest  # type: ignore[attr-defined]
 
 
@@ -231,3 +234,23 @@ def test_redirected_blob_get_carries_no_credentials(
     assert originals and all(e.authorization for e in originals)
     assert redirected and not any(e.authorization for e in redirected)
     assert all(e.host.startswith("localhost:") for e in redirected)
+
+
+def test_push_again_to_the_same_tag_is_one_head(
+    proxy: FaultProxy, store: DB, repo: str, plain_registry: Registry
+) -> None:
+    """Against the real registry: a second push of what the tag already names asks once and
+    sends nothing; a push of another image to that tag does the full push and moves the tag."""
+    root, _ = build_image(store, [300_000, 5000], seed=21)
+    first = push(store.content, root, f"{proxy.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
+    assert set(first[0].blobs.values()) == {PushOutcome.UPLOADED}
+    n = len(proxy.log)
+    again = push(store.content, root, f"{proxy.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
+    sent = [(e.method, e.target.split("?")[0]) for e in proxy.log[n:]]
+    assert sent == [("GET", "/v2/"), ("HEAD", f"/v2/{repo}/manifests/v1")]
+    assert set(again[0].blobs.values()) == {PushOutcome.EXISTS} and again[0].bytes_sent == 0
+    other, _ = build_image(store, [4000], seed=22)
+    puts = len(proxy.entries("PUT", r"/manifests/v1$"))
+    push(store.content, other, f"{proxy.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
+    assert len(proxy.entries("PUT", r"/manifests/v1$")) == puts + 1
+    _check_in_registry(plain_registry, repo, "v1", other)

@@ -21,6 +21,7 @@ from pallet.errors import AlreadyExists, InvalidArgument
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
+from pallet.progress import Progress
 from pallet.remote import Credentials, Options, PushOutcome, RetryPolicy, push, push_by_digest
 from pallet.remote.client import Session, is_loopback
 from pallet.remote.protocol import ConnectionLost, Request
@@ -286,8 +287,14 @@ class MemRegistry:
             ref = m.group(2)
             if req.method == "HEAD":
                 if ref in self.manifests:
-                    d = "sha256:" + hashlib.sha256(self.manifests[ref][1]).hexdigest()
-                    return httpx.Response(200, headers={"Docker-Content-Digest": d})
+                    ctype, body = self.manifests[ref]
+                    d = "sha256:" + hashlib.sha256(body).hexdigest()
+                    headers = {
+                        "Docker-Content-Digest": d,
+                        "Content-Type": ctype,
+                        "Content-Length": str(len(body)),
+                    }
+                    return httpx.Response(200, headers=headers)
                 return httpx.Response(404)
             body = req.read()
             ctype = req.headers["Content-Type"]
@@ -347,6 +354,43 @@ def test_push_order_dedupe_and_tag_only_on_root(tmp_path: Path) -> None:
     res = push_by_digest(store, root, ["reg.example/app"], options=opts)
     assert set(res[0].blobs.values()) == {PushOutcome.EXISTS}
     assert set(reg.manifests) == {"v1", str(a.digest), str(b.digest), str(root.digest)}
+
+
+def test_push_of_what_the_tag_already_names_is_one_head(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "c")
+    root = _image(store, 3, b"s" * 5000)
+    reg = MemRegistry()
+    seen: list[str] = []
+
+    def logged(req: httpx.Request) -> httpx.Response:
+        seen.append(f"{req.method} {req.url.path}")
+        return reg(req)
+
+    opts = Options(transport=httpx.MockTransport(logged))
+    first = push(store, root, "reg.example/app:v1", options=opts)
+    assert set(first[0].blobs.values()) == {PushOutcome.UPLOADED}
+    assert first[0].manifests == {root.digest: PushOutcome.UPLOADED}
+    seen.clear()
+    events: list[Progress] = []
+    again = push(store, root, "reg.example/app:v1", options=opts, on_progress=events.append)
+    # the tag already names this manifest: one HEAD, no blob checks, nothing sent
+    assert seen == ["GET /v2/", "HEAD /v2/app/manifests/v1"]
+    assert set(again[0].blobs) == set(first[0].blobs)
+    assert set(again[0].blobs.values()) == {PushOutcome.EXISTS}
+    assert again[0].manifests == {root.digest: PushOutcome.EXISTS}
+    assert again[0].bytes_sent == 0
+    names = sorted(e.name for e in events if e.completed and e.name.startswith("exists"))
+    assert names == sorted(
+        [f"exists {d}" for d in first[0].blobs] + ["exists manifest reg.example/app:v1"]
+    )
+    # the same image under a tag that names something else: the full push (blobs HEADed)
+    other = _image(store, 4, b"s" * 5000)
+    push(store, other, "reg.example/app:v2", options=opts)
+    seen.clear()
+    res = push(store, root, "reg.example/app:v2", options=opts)
+    assert sum(x.startswith("HEAD /v2/app/blobs/") for x in seen) == 3
+    assert res[0].manifests == {root.digest: PushOutcome.UPLOADED}
+    assert reg.manifests["v2"][1] == reg.manifests["v1"][1]
 
 
 # -- the SSL context is made only for HTTPS ----------------------------------------------------

@@ -425,6 +425,54 @@ class _Push:
                 results[n.desc.digest] = f.result()
         return results
 
+    def already_there(self, root: Descriptor) -> bool:
+        """Whether the target already names ``root`` (its tag, or its digest when pushed by
+        digest): a registry stores a manifest only once everything it references is there,
+        so nothing needs checking or sending, as with crane and with containers/image's
+        ``OptimizeDestinationImageAlreadyExists``. One ``HEAD`` instead of one per blob and
+        manifest; any doubt (no digest in the answer, an error) means the full push."""
+        base = self.session.endpoint(self.ref.api_host)
+        obj = self.ref.tag or str(root.digest)
+        try:
+            found = self.session.run(
+                head_manifest(base, self.ref.repository, obj, scopes=self.scopes),
+                self.ref.api_host,
+            )
+        except Error as exc:
+            log.debug("manifest %s:%s: %s; pushing everything", self.ref.name, obj, exc)
+            return False
+        if found is None or found.digest != root.digest or found.media_type != root.media_type:
+            return False
+        now = time.time()
+        for node in self.graph.blobs.values():
+            if _non_distributable(node.desc):
+                continue
+            d = node.desc
+            self._emit(
+                Progress(
+                    id=str(d.digest),
+                    name=f"{PushOutcome.EXISTS.value} {d.digest}",
+                    current=d.size,
+                    total=d.size,
+                    started=now,
+                    completed=now,
+                    parent=PUSH_PARENT,
+                )
+            )
+        what = f"{self.ref.name}:{obj}" if self.ref.tag else f"{self.ref.name}@{obj}"
+        self._emit(
+            Progress(
+                id=f"manifest {root.digest}",
+                name=f"{PushOutcome.EXISTS.value} manifest {what}",
+                current=root.size,
+                total=root.size,
+                started=now,
+                completed=now,
+                parent=f"pushing manifest for {self.ref}",
+            )
+        )
+        return True
+
     def _manifest_bytes(self, desc: Descriptor) -> bytes:
         with self.provider.open(desc) as f:
             data = f.read(MAX_MANIFEST + 1)
@@ -537,12 +585,23 @@ def push_content(
         parent = Progress(id=PUSH_PARENT, name=PUSH_PARENT, started=time.time())
         job._emit(parent)
         try:
-            blobs = job.push_blobs()
+            there = job.already_there(root)
+            if there:
+                blobs = {
+                    d: PushOutcome.EXISTS
+                    for d, n in graph.blobs.items()
+                    if not _non_distributable(n.desc)
+                }
+            else:
+                blobs = job.push_blobs()
         except BaseException as exc:
             job._emit(replace(parent, completed=time.time(), error=str(exc) or type(exc).__name__))
             raise
         job._emit(replace(parent, completed=time.time()))
-        manifests = job.push_manifests(root, ref.tag)
+        if there:
+            manifests = {n.desc.digest: PushOutcome.EXISTS for n in graph.manifests}
+        else:
+            manifests = job.push_manifests(root, ref.tag)
         job.record_sources()
         name = str(Reference(registry=ref.registry, repository=ref.repository, tag=ref.tag))
         results.append(
