@@ -32,9 +32,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from .. import filters as _filters
 from .. import labels as _labels
 from ..errors import (
     AlreadyExists,
@@ -47,6 +46,10 @@ from ..errors import (
 from ..oci.descriptor import Descriptor
 from ..oci.digest import ALGORITHMS, Digest, Digester
 from . import Info, Status
+
+if TYPE_CHECKING:
+    from .. import filters as _filters
+
 
 __all__ = ["ContentIndex", "LocalStore", "LocalWriter", "MemoryIndex"]
 
@@ -545,6 +548,8 @@ class LocalStore:
                     yield Digest(f"{alg}:{hx}")
 
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
+        from .. import filters as _filters  # on first use: walks with filters
+
         flt = _filters.parse(filters)
         for dgst in self.digests():
             try:
@@ -598,6 +603,8 @@ class LocalStore:
                 yield p
 
     def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]:
+        from .. import filters as _filters  # on first use: walks with filters
+
         flt = _filters.parse(filters)
         out = []
         for d in self.ingest_dirs():

@@ -26,16 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import filters as _filters
 from .. import labels as _labels
 from ..content.local import LocalStore
 from ..errors import AlreadyExists, InvalidArgument, NotFound, Unsupported
 from ..images import Image, validate_image
-from ..leases import RESOURCE_TYPES, Lease, Resource
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 
 if TYPE_CHECKING:
+    from .. import filters as _filters
+    from ..leases import Lease, Resource
     from ..snapshots.native import NativeSnapshotter
 
 __all__ = ["DB", "open_db"]
@@ -223,6 +223,8 @@ class DB:
         return self._image(rows[0])
 
     def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]:
+        from .. import filters as _filters  # on first use: listing with filters
+
         flt = _filters.parse(filters)
         imgs = [self._image(r) for r in self._read("SELECT * FROM images ORDER BY name")]
         return [i for i in imgs if flt.match(_image_adaptor(i))]
@@ -344,6 +346,8 @@ class _Leases:
                 "INSERT INTO leases VALUES(?,?,?)",
                 (lease_id, json.dumps(lbl, sort_keys=True), _ts(now)),
             )
+        from ..leases import Lease
+
         return Lease(id=lease_id, created_at=now, labels=lbl)
 
     def delete(self, lease_id: str, *, sync: bool = False) -> None:
@@ -354,9 +358,13 @@ class _Leases:
             self._db.collect()
 
     def list(self, filters: Sequence[str] = ()) -> builtins.list[Lease]:
+        from .. import filters as _filters  # on first use: listing with filters
+
         flt = _filters.parse(filters)
         out = []
         for lid, lbl, created in self._db._read("SELECT * FROM leases ORDER BY created, id"):
+            from ..leases import Lease
+
             lease = Lease(id=lid, labels=json.loads(lbl), created_at=_dt(created))
             if flt.match(_lease_adaptor(lease)):
                 out.append(lease)
@@ -364,6 +372,8 @@ class _Leases:
 
     @staticmethod
     def _check_type(r: Resource) -> None:
+        from ..leases import RESOURCE_TYPES
+
         if r.type not in RESOURCE_TYPES and not (
             r.type.startswith("snapshots/") and len(r.type) > len("snapshots/")
         ):
@@ -395,6 +405,8 @@ class _Leases:
                     (lease_id,),
                 )
             )
+        from ..leases import Resource
+
         return [Resource(t, i) for t, i in rows]
 
 
