@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-__all__ = ["NullProgress", "Progress", "ProgressWriter", "Recorder", "status"]
+__all__ = ["NullProgress", "Progress", "ProgressWriter", "Recorder", "finished", "status"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +31,21 @@ class Progress:
     @property
     def done(self) -> bool:
         return self.completed is not None
+
+
+def finished(
+    id: str, name: str, size: int, *, parent: str, started: float, completed: float | None = None
+) -> Progress:
+    """A completed item of ``size`` bytes (all of it done) under ``parent``."""
+    return Progress(
+        id=id,
+        name=name,
+        current=size,
+        total=size,
+        started=started,
+        completed=time.time() if completed is None else completed,
+        parent=parent,
+    )
 
 
 class ProgressWriter(Protocol):

@@ -67,7 +67,7 @@ from ..leases import LeaseManager, Resource, temporary
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..progress import NullProgress, Progress, ProgressWriter, status
+from ..progress import NullProgress, Progress, ProgressWriter, finished, status
 from ..rootfs import Layer as RootfsLayer
 from ..rootfs import apply_layers, chain_ids
 from ..snapshots import Info as SnapshotInfo
@@ -695,14 +695,12 @@ class _Run:
                 desc, annotations={**desc.annotations, ANNOTATION_REWRITTEN: str(epoch)}
             )
         e.progress.write(
-            Progress(
-                id=f"layer {info.name}",
-                name=f"layer {desc.digest}",
-                current=desc.size,
-                total=desc.size,
-                started=started,
-                completed=time.time(),
+            finished(
+                f"layer {info.name}",
+                f"layer {desc.digest}",
+                desc.size,
                 parent="exporting layers",
+                started=started,
             )
         )
         created = None

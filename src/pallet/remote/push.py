@@ -33,7 +33,7 @@ from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from ..progress import Progress
+from ..progress import Progress, finished
 from .auth import merge_scopes, repository_scope
 from .options import Options
 from .protocol import BodySource, PushOutcome, head_manifest, push_manifest, upload_blob
@@ -444,31 +444,20 @@ class _Push:
         if found is None or found.digest != root.digest or found.media_type != root.media_type:
             return False
         now = time.time()
+        exists = PushOutcome.EXISTS.value
         for node in self.graph.blobs.values():
-            if _non_distributable(node.desc):
-                continue
             d = node.desc
-            self._emit(
-                Progress(
-                    id=str(d.digest),
-                    name=f"{PushOutcome.EXISTS.value} {d.digest}",
-                    current=d.size,
-                    total=d.size,
-                    started=now,
-                    completed=now,
-                    parent=PUSH_PARENT,
-                )
-            )
+            if not _non_distributable(d):
+                name = f"{exists} {d.digest}"
+                self._emit(finished(str(d.digest), name, d.size, parent=PUSH_PARENT, started=now))
         what = f"{self.ref.name}:{obj}" if self.ref.tag else f"{self.ref.name}@{obj}"
         self._emit(
-            Progress(
-                id=f"manifest {root.digest}",
-                name=f"{PushOutcome.EXISTS.value} manifest {what}",
-                current=root.size,
-                total=root.size,
-                started=now,
-                completed=now,
+            finished(
+                f"manifest {root.digest}",
+                f"{exists} manifest {what}",
+                root.size,
                 parent=f"pushing manifest for {self.ref}",
+                started=now,
             )
         )
         return True
