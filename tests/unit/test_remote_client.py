@@ -554,7 +554,7 @@ def test_core_wire_frames_requests_like_httpx(
     try:
         r = w.open("POST", f"http://{host}/v2/r/blobs/uploads/?mount=x&from=y", {"X-A": "1"}, None)
         assert (r.status, r.reason, b"".join(r.chunks())) == (201, "Made", b"abc")
-        assert ("Location", "/next?_state=abc") in r.headers
+        assert ("Location", "/next?_state=abc") in r.headers.items_raw()
         r.close()
         r = w.open("PUT", f"http://{host}/p", {}, b"hello")
         assert b"".join(r.chunks()) == b"abc"

@@ -571,9 +571,9 @@ class _Applier:
             raise NotFound(f"layer root {os.fsdecode(root)}: does not exist") from None
         except NotADirectoryError:
             raise InvalidArgument(f"layer root {os.fsdecode(root)}: not a directory") from None
-        self._privileged = os.geteuid() == 0
         self._euid = os.geteuid()
         self._egid = os.getegid()
+        self._privileged = self._euid == 0
         # a new file takes the process's ids when its directory's group is ours, so the common
         # case (root unpacking root:root files) needs no fchown; dir fd -> its st_gid
         self._dir_gid: dict[int, int] = {}

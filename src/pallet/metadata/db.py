@@ -359,12 +359,11 @@ class _Leases:
 
     def list(self, filters: Sequence[str] = ()) -> builtins.list[Lease]:
         from .. import filters as _filters  # on first use: listing with filters
+        from ..leases import Lease
 
         flt = _filters.parse(filters)
         out = []
         for lid, lbl, created in self._db._read("SELECT * FROM leases ORDER BY created, id"):
-            from ..leases import Lease
-
             lease = Lease(id=lid, labels=json.loads(lbl), created_at=_dt(created))
             if flt.match(_lease_adaptor(lease)):
                 out.append(lease)

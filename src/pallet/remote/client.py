@@ -424,7 +424,7 @@ class Session:
                 if gen is not None and hasattr(gen, "close"):
                     gen.close()
             try:
-                location = _header(r.headers, "location")
+                location = r.headers.get("location")
                 if r.status in _REDIRECTS and location is not None:
                     new = urljoin(url, location)
                     if method in ("GET", "HEAD") or r.status in (307, 308):
@@ -440,7 +440,7 @@ class Session:
         raise Unavailable(f"{what}: {method} {redact_url(req.url)}: too many redirects")
 
     def _finish(self, req: Request, method: str, url: str, r: Reply) -> Response:
-        headers = Headers(r.headers)
+        headers = r.headers
         self._warnings(headers)
         data = b""
         try:
@@ -476,13 +476,6 @@ class Session:
             if w.startswith("299") and w not in self._warned:
                 self._warned.add(w)
                 log.warning("registry warning: %s", w[:300])
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for k, v in headers:
-        if k.lower() == name:
-            return v
-    return None
 
 
 def _lost(req: Request, url: str, exc: WireError) -> ConnectionLost:

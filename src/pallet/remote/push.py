@@ -399,8 +399,11 @@ class _Push:
         )
         return outcome
 
+    def _pushable(self) -> list[_Node]:
+        return [n for n in self.graph.blobs.values() if not _non_distributable(n.desc)]
+
     def push_blobs(self) -> dict[Digest, PushOutcome]:
-        nodes = [n for n in self.graph.blobs.values() if not _non_distributable(n.desc)]
+        nodes = self._pushable()
         results: dict[Digest, PushOutcome] = {}
         if not nodes:
             return results
@@ -425,12 +428,13 @@ class _Push:
                 results[n.desc.digest] = f.result()
         return results
 
-    def already_there(self, root: Descriptor) -> bool:
-        """Whether the target already names ``root`` (its tag, or its digest when pushed by
-        digest): a registry stores a manifest only once everything it references is there,
-        so nothing needs checking or sending, as with crane and with containers/image's
-        ``OptimizeDestinationImageAlreadyExists``. One ``HEAD`` instead of one per blob and
-        manifest; any doubt (no digest in the answer, an error) means the full push."""
+    def already_there(self, root: Descriptor) -> dict[Digest, PushOutcome] | None:
+        """When the target already names ``root`` (its tag, or its digest when pushed by
+        digest), every blob's outcome (``EXISTS``), else None. A registry stores a manifest only
+        once everything it references is there, so nothing needs checking or sending, as with
+        crane and with containers/image's ``OptimizeDestinationImageAlreadyExists``: one
+        ``HEAD`` instead of one per blob and manifest; any doubt (no digest in the answer, an
+        error) means the full push."""
         base = self.session.endpoint(self.ref.api_host)
         obj = self.ref.tag or str(root.digest)
         try:
@@ -440,27 +444,28 @@ class _Push:
             )
         except Error as exc:
             log.debug("manifest %s:%s: %s; pushing everything", self.ref.name, obj, exc)
-            return False
+            return None
         if found is None or found.digest != root.digest or found.media_type != root.media_type:
-            return False
+            return None
         now = time.time()
-        exists = PushOutcome.EXISTS.value
-        for node in self.graph.blobs.values():
+        exists = PushOutcome.EXISTS
+        out: dict[Digest, PushOutcome] = {}
+        for node in self._pushable():
             d = node.desc
-            if not _non_distributable(d):
-                name = f"{exists} {d.digest}"
-                self._emit(finished(str(d.digest), name, d.size, parent=PUSH_PARENT, started=now))
+            out[d.digest] = exists
+            name = f"{exists.value} {d.digest}"
+            self._emit(finished(str(d.digest), name, d.size, parent=PUSH_PARENT, started=now))
         what = f"{self.ref.name}:{obj}" if self.ref.tag else f"{self.ref.name}@{obj}"
         self._emit(
             finished(
                 f"manifest {root.digest}",
-                f"{exists} manifest {what}",
+                f"{exists.value} manifest {what}",
                 root.size,
                 parent=f"pushing manifest for {self.ref}",
                 started=now,
             )
         )
-        return True
+        return out
 
     def _manifest_bytes(self, desc: Descriptor) -> bytes:
         with self.provider.open(desc) as f:
@@ -574,23 +579,16 @@ def push_content(
         parent = Progress(id=PUSH_PARENT, name=PUSH_PARENT, started=time.time())
         job._emit(parent)
         try:
-            there = job.already_there(root)
-            if there:
-                blobs = {
-                    d: PushOutcome.EXISTS
-                    for d, n in graph.blobs.items()
-                    if not _non_distributable(n.desc)
-                }
-            else:
-                blobs = job.push_blobs()
+            present = job.already_there(root)
+            blobs = job.push_blobs() if present is None else present
         except BaseException as exc:
             job._emit(replace(parent, completed=time.time(), error=str(exc) or type(exc).__name__))
             raise
         job._emit(replace(parent, completed=time.time()))
-        if there:
-            manifests = {n.desc.digest: PushOutcome.EXISTS for n in graph.manifests}
-        else:
+        if present is None:
             manifests = job.push_manifests(root, ref.tag)
+        else:
+            manifests = {n.desc.digest: PushOutcome.EXISTS for n in graph.manifests}
         job.record_sources()
         name = str(Reference(registry=ref.registry, repository=ref.repository, tag=ref.tag))
         results.append(

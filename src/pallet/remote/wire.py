@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from .protocol import Headers
+
 if TYPE_CHECKING:
     import ssl
 
@@ -67,7 +69,7 @@ class WireError(Exception):
 class Reply(Protocol):
     status: int
     reason: str
-    headers: list[tuple[str, str]]
+    headers: Headers
 
     def chunks(self) -> Iterator[bytes]: ...
 
@@ -134,7 +136,7 @@ class _CoreReply:
         self.status = resp.status
         reason = resp.extensions.get("reason_phrase", b"")
         self.reason = reason.decode("latin-1") if isinstance(reason, bytes) else ""
-        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        self.headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers)
 
     def chunks(self) -> Iterator[bytes]:
         try:
@@ -208,20 +210,20 @@ class CoreWire:
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise WireError("UnsupportedProtocol", f"scheme {scheme!r} in {parts.netloc}")
-        host = parts.hostname or ""
         try:
+            host = _host_bytes(parts.hostname or "").decode("ascii")
             port = parts.port
-        except ValueError:
-            raise WireError("InvalidURL", f"bad port in {parts.netloc}") from None
+        except (UnicodeError, ValueError):
+            raise WireError("InvalidURL", f"bad host or port in {parts.netloc}") from None
         if port == _DEFAULT_PORTS[scheme]:
             port = None
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        host_header = netloc if port is not None else netloc.rsplit(":", 1)[0]
-        if netloc.startswith("[") and port is None:
-            host_header = netloc[: netloc.find("]") + 1]
+        host_header = f"[{host}]" if ":" in host else host
+        if port is not None:
+            host_header += f":{port}"
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         kind = "plain"
         if scheme == "https":
+            netloc = parts.netloc.rsplit("@", 1)[-1]  # as the user named it, port included
             kind = "unverified" if self._insecure(netloc) else "verified"
         raw = [(b"Host", host_header.encode("ascii"))]
         have = {k.lower() for k in headers}
@@ -244,7 +246,7 @@ class CoreWire:
                 method.encode("ascii"),
                 hc.URL(
                     scheme=scheme.encode("ascii"),
-                    host=_host_bytes(host),
+                    host=host.encode("ascii"),
                     port=port,
                     target=target.encode("ascii"),
                 ),
@@ -298,7 +300,7 @@ class _HttpxReply:
         self._errors = errors
         self.status = r.status_code
         self.reason = r.reason_phrase
-        self.headers = list(r.headers.multi_items())
+        self.headers = Headers(r.headers.multi_items())
 
     def chunks(self) -> Iterator[bytes]:
         r = self._r
