@@ -53,7 +53,6 @@ elsewhere (pulled layers) have no variant key and are never taken for a variant 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import queue
 import threading
 import uuid
@@ -61,6 +60,7 @@ from collections.abc import Callable, Mapping
 from typing import BinaryIO, Protocol
 
 from .. import labels as _labels
+from .._record import record, replace
 from ..content import Info, Store, Writer
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
 from ..oci.descriptor import Descriptor
@@ -111,7 +111,7 @@ class Sink(Protocol):
     def write(self, data: Buffer, /) -> object: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class LayerResult:
     """A layer blob in the store: its descriptor, diffID and uncompressed (tar) size."""
 
@@ -404,7 +404,7 @@ def write_layer(
 def _merge_labels(store: Store, dgst: Digest, extra: Mapping[str, str]) -> None:
     info = _info(store, dgst)
     merged = {**info.labels, **extra}
-    store.update(dataclasses.replace(info, labels=merged), [f"labels.{k}" for k in extra])
+    store.update(replace(info, labels=merged), [f"labels.{k}" for k in extra])
 
 
 # ---------------------------------------------------------------------------------------------

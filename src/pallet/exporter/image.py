@@ -36,7 +36,6 @@ stored variants are reused, so digests stay stable on one machine regardless.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .. import labels as _labels
+from .._record import record, replace
 from ..archive.diff import DiffOptions, write_diff
 from ..compression import Compression
 from ..compression.pipeline import Sink, convert_blob, write_layer
@@ -152,7 +152,7 @@ class Streaming(Protocol):
         ...
 
 
-@dataclasses.dataclass(slots=True)
+@record
 class SnapshotTarget:
     """:class:`UnpackTarget` over any snapshotter whose active snapshot is a bind mount."""
 
@@ -193,7 +193,7 @@ def bind_dir(mounts: Sequence[Any]) -> str | None:
     return d if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) else None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class NativeUnpacker:
     """Unpack with pallet's own applier into ``target`` (reading blobs from ``content``)."""
 
@@ -367,7 +367,7 @@ class ImageExporterInstance:
             ann[ANNOTATION_CREATED] = datetime.fromtimestamp(when, UTC).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
             )
-        image = ArchiveImage(target=dataclasses.replace(root, annotations=ann), names=tuple(names))
+        image = ArchiveImage(target=replace(root, annotations=ann), names=tuple(names))
         fmt = Format.DOCKER if e.kind == "docker" else Format.OCI
         layout = plan_layout(e.content, [image], format=fmt)
         response = export_response(
@@ -507,7 +507,7 @@ def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
 # one export
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class _Computed:
     layer: Layer
     rootfs: RootfsLayer
@@ -539,9 +539,7 @@ class _Run:
     def _merge_labels(self, info: ContentInfo, labels: Mapping[str, str]) -> None:
         changed = {k: v for k, v in labels.items() if info.labels.get(k) != v}
         if changed:
-            self.e.content.update(
-                dataclasses.replace(info, labels=changed), [f"labels.{k}" for k in changed]
-            )
+            self.e.content.update(replace(info, labels=changed), [f"labels.{k}" for k in changed])
 
     def put(self, blob: Blob) -> None:
         """Write a config/manifest/index blob (verified against its digest) with its labels."""
@@ -621,7 +619,7 @@ class _Run:
                 diff_id = Digest.parse(lbl[_labels.LAYER_DIFF_ID])
                 try:
                     cinfo = e.content.info(desc.digest)
-                    desc = dataclasses.replace(desc, size=cinfo.size)
+                    desc = replace(desc, size=cinfo.size)
                 except NotFound:
                     # a lazy base layer that was never downloaded: fine for a push-only
                     # export (the registry mounts it from where the base came from)
@@ -691,9 +689,7 @@ class _Run:
             self._record(info, desc, diff_id, epoch)
         if rewritten:
             assert epoch is not None
-            desc = dataclasses.replace(
-                desc, annotations={**desc.annotations, ANNOTATION_REWRITTEN: str(epoch)}
-            )
+            desc = replace(desc, annotations={**desc.annotations, ANNOTATION_REWRITTEN: str(epoch)})
         e.progress.write(
             finished(
                 f"layer {info.name}",
@@ -737,9 +733,7 @@ class _Run:
         merged = {**info.labels, **new}
         # best effort: a snapshotter that refuses labels only loses the reuse
         with contextlib.suppress(Error):
-            self.e.snapshotter.update(
-                dataclasses.replace(info, labels=merged), [f"labels.{k}" for k in new]
-            )
+            self.e.snapshotter.update(replace(info, labels=merged), [f"labels.{k}" for k in new])
 
     def compute_layers(self) -> dict[str, list[Layer]]:
         """Every platform's layers, bottom first; each snapshot computed once, in parallel."""
@@ -945,7 +939,7 @@ class _Run:
                         Progress(id=manifest_status, name=manifest_status, started=time.time())
                     )
                     e.progress.write(started[0])
-                p = dataclasses.replace(p, parent=manifest_status)
+                p = replace(p, parent=manifest_status)
             e.progress.write(p)
 
         try:
@@ -960,15 +954,13 @@ class _Run:
             )
         except Error as exc:
             if started:
-                e.progress.write(
-                    dataclasses.replace(started[0], completed=time.time(), error=str(exc))
-                )
+                e.progress.write(replace(started[0], completed=time.time(), error=str(exc)))
             exc.args = (f"failed to push {target}: {exc}",)
             raise
         if not started:
             started.append(Progress(id=manifest_status, name=manifest_status, started=time.time()))
             e.progress.write(started[0])
-        e.progress.write(dataclasses.replace(started[0], completed=time.time()))
+        e.progress.write(replace(started[0], completed=time.time()))
 
     def remote_options(self) -> RemoteOptions | None:
         return self.e.remote_options

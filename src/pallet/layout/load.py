@@ -49,9 +49,9 @@ import os
 import stat
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final, Protocol
 
+from .._record import field, record, replace
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
@@ -73,7 +73,7 @@ _MAX_HOPS: Final = 40
 _CHUNK: Final = 1 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class LoadedImage:
     """One imported root and the image names now pointing at it."""
 
@@ -81,7 +81,7 @@ class LoadedImage:
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class LoadResult:
     """What an import did: the archive kind (``oci`` or ``docker``), the images, blob stats."""
 
@@ -95,7 +95,7 @@ class _Reader(Protocol):
     def read(self, n: int = ..., /) -> bytes: ...
 
 
-@dataclass(slots=True)
+@record
 class _Root:
     target: Descriptor
     names: list[str] = field(default_factory=list)

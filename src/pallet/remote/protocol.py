@@ -26,11 +26,11 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from .._record import field, record
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, Unavailable
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
@@ -113,7 +113,7 @@ BodySource = Callable[[int, int], Iterator[bytes]]
 StreamOpener = Callable[[int, Headers], Callable[[bytes], None] | None]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class BodyRange:
     """``length`` bytes of a blob from ``offset``; re-readable, so a request can be resent."""
 
@@ -125,7 +125,7 @@ class BodyRange:
         return self.source(self.offset, self.length)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Request:
     """One HTTP request, as data.
 
@@ -153,7 +153,7 @@ class Request:
         return len(self.body)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Response:
     method: str
     url: str
@@ -163,7 +163,7 @@ class Response:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Sleep:
     """Ask the driver to wait (backoff) before the next request."""
 
@@ -184,7 +184,7 @@ class PushOutcome(Enum):
     UPLOADED = "uploaded"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class RetryPolicy:
     """Exponential backoff with jitter; ``Retry-After`` wins when the registry sends one."""
 
@@ -211,6 +211,10 @@ class RetryPolicy:
         return resp.status >= 400 and any(
             d.code in TEMPORARY_CODES - {"BLOB_UPLOAD_UNKNOWN"} for d in decode_errors(resp.body)
         )
+
+
+#: the policy the flows use when the caller gives none
+DEFAULT_RETRY: Final = RetryPolicy()
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -466,7 +470,7 @@ def upload_blob(
     scopes: tuple[str, ...] = (),
     chunk_size: int = 32 << 20,
     monolithic_max: int = 128 << 20,
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_RETRY,
     head: bool = True,
     allow_upload: bool = True,
     on_restart: Callable[[str], None] | None = None,
@@ -706,7 +710,7 @@ def fetch_blob(
     sink: BlobSink,
     *,
     scopes: tuple[str, ...] = (),
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_RETRY,
 ) -> Flow[None]:
     """GET a blob into ``sink``, resuming with ``Range: bytes=<offset>-`` after a broken read.
 

@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from .. import labels as _labels
+from .._record import field, record, replace
 from ..content import Info, Provider
 from ..errors import DigestMismatch, Error, FailedPrecondition, InvalidArgument, NotFound
 from ..images import MAX_MANIFEST, children
@@ -79,7 +79,7 @@ class _LabelManager(Protocol):
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class PushResult:
     """What one name's push did.
 
@@ -167,14 +167,14 @@ def parse_push_names(names: str | Sequence[str], *, by_digest: bool) -> list[Ref
 # -- the graph ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@record
 class _Node:
     desc: Descriptor
     present: bool
     parents: list[Descriptor] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@record
 class _Graph:
     blobs: dict[Digest, _Node] = field(default_factory=dict)
     manifests: list[_Node] = field(default_factory=list)  # post-order: children first

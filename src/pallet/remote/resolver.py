@@ -21,10 +21,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import labels as _labels
+from .._record import replace
 from ..content import Info, Ingester, Provider, Writer
 from ..errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound, Unsupported
 from ..oci import mediatypes as mt
