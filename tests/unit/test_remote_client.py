@@ -229,6 +229,31 @@ def test_insecure_host_tries_https_then_http() -> None:
     assert schemes == ["https", "http"]
 
 
+def test_insecure_loopback_host_tries_http_first() -> None:
+    """No TLS handshake to fail on every run against a local plain-HTTP registry; an HTTPS one
+    still answers (its 400 sends the client on to https)."""
+    schemes: list[str] = []
+
+    def plain(req: httpx.Request) -> httpx.Response:
+        schemes.append(req.url.scheme)
+        return httpx.Response(200)
+
+    with session(plain, insecure=frozenset({"127.0.0.1:5000"})) as s:
+        assert s.endpoint("127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert schemes == ["http"]
+    schemes.clear()
+
+    def tls(req: httpx.Request) -> httpx.Response:
+        schemes.append(req.url.scheme)
+        if req.url.scheme == "http":
+            return httpx.Response(400, content=b"Client sent an HTTP request to an HTTPS server.\n")
+        return httpx.Response(200)
+
+    with session(tls, insecure=frozenset({"127.0.0.1:5000"})) as s:
+        assert s.endpoint("127.0.0.1:5000") == "https://127.0.0.1:5000"
+    assert schemes == ["http", "https"]
+
+
 def test_identity_token_posts_a_refresh_grant() -> None:
     bodies: list[bytes] = []
 

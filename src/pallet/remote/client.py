@@ -25,10 +25,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
+from .._record import field, record
 from ..errors import Unavailable
 from .auth import (
     Challenge,
@@ -110,7 +110,7 @@ def _origin(url: str) -> tuple[str, str]:
     return p.scheme, netloc
 
 
-@dataclass
+@record
 class _Host:
     name: str
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -184,10 +184,13 @@ class Session:
             return h
 
     def _schemes(self, name: str) -> list[str]:
-        if normalize_host(name) in self._insecure:
-            return ["https", "http"]
+        # loopback first: a local registry speaks plain HTTP as a rule (containerd uses HTTP
+        # for it), so an insecure loopback host starts there too instead of paying a failed
+        # TLS handshake on every run; an HTTPS one answers 400 and is tried next
         if is_loopback(name):
             return ["http", "https"]
+        if normalize_host(name) in self._insecure:
+            return ["https", "http"]
         return ["https"]
 
     def endpoint(self, name: str) -> str:
