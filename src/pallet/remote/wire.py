@@ -12,7 +12,11 @@ content) -> Reply``; a reply has ``status``, ``reason``, ``headers``, ``chunks()
     which is a third of the wall time of a push that finds every blob present. Importing
     ``httpcore`` costs ~18 ms. Plain ``http://`` goes through a pool that never does TLS; verified
     TLS through a pool whose SSL context (the CA bundle: tens of ms) is made on its first use;
-    ``--insecure`` hosts through an unverified one.
+    ``--insecure`` hosts through an unverified one. ``httpcore`` imports two packages at module
+    level that a synchronous client never touches on plain HTTP: ``certifi`` (whose
+    ``importlib.resources`` costs ~6 ms) and ``anyio`` (async only); both are put in
+    ``sys.modules`` unloaded first, and run on their first attribute access (``certifi.where()``
+    when a verified TLS pool is made).
 
 ``HttpxWire`` (a transport injected by tests: ``httpx.MockTransport``; or proxies from the
 environment, whose ``NO_PROXY``/``ALL_PROXY`` rules httpx implements)
@@ -27,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -112,6 +118,46 @@ def verified_context(ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
+class _Deferred(types.ModuleType):
+    """A module whose code runs on the first lookup of a name it does not have yet.
+
+    Unlike :class:`importlib.util.LazyLoader` (which loads on *any* attribute access, and
+    ``import x`` itself reads ``x.__spec__`` on CPython 3.11), ``__spec__``, ``__path__`` and the
+    other import attributes are present from the start, so later ``import x`` statements leave
+    it unloaded; ``x.name`` and ``from x import name`` load it."""
+
+    _lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with _Deferred._lock:
+            if type(self) is _Deferred:
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
+                spec = self.__spec__
+                assert spec is not None and spec.loader is not None
+                spec.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def _defer(name: str) -> None:
+    """Put module ``name`` in ``sys.modules`` unloaded; nothing if loaded or not installed."""
+    if name in sys.modules:
+        return
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _Deferred
+    sys.modules[name] = module
+
+
+def _before_httpcore() -> None:
+    if "httpcore" not in sys.modules:
+        _defer("certifi")
+        _defer("anyio")
+
+
 def _unverified_context() -> ssl.SSLContext:
     import ssl
 
@@ -163,6 +209,7 @@ class CoreWire:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
+        _before_httpcore()
         import httpcore
 
         self._httpcore = httpcore
