@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from .. import labels as _labels
@@ -39,6 +38,8 @@ from .options import Options
 from .protocol import BodySource, PushOutcome, head_manifest, push_manifest, upload_blob
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .client import Session
 
 __all__ = [
@@ -407,6 +408,9 @@ class _Push:
         results: dict[Digest, PushOutcome] = {}
         if not nodes:
             return results
+        # imported here: a push that finds the image present never starts a pool
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         with ThreadPoolExecutor(
             max_workers=min(self.options.jobs, len(nodes)), thread_name_prefix="pallet-push"
         ) as pool:

@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import labels as _labels
@@ -347,6 +346,8 @@ class _Pull:
         if not unique:
             return
         jobs = min(self.session.options.jobs, len(unique))
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait  # start-up
+
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="pallet-pull") as pool:
             futures = [pool.submit(self.blob, d) for d in unique]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
