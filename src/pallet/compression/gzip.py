@@ -150,23 +150,26 @@ def _parallel(impl: str, level: int) -> _Parallel:
     return pc
 
 
-def _deflate_block(impl: str, level: int, block: bytes, zdict: bytes) -> bytes:
-    """Raw deflate of one block primed with ``zdict``, ending in a sync flush (not final)."""
+def _deflate_block(impl: str, level: int, block: bytes, zdict: bytes) -> tuple[bytes, int]:
+    """Raw deflate of one block primed with ``zdict``, ending in a sync flush (not final), and
+    the CRC-32 of the block (computed by the same pass in isal and zlib-ng)."""
     if impl == "zlib":  # pragma: no cover - only without zlib-ng
         c = (
             _stdzlib.compressobj(level, _stdzlib.DEFLATED, -15, zdict=zdict)
             if zdict
             else _stdzlib.compressobj(level, _stdzlib.DEFLATED, -15)
         )
-        return c.compress(block) + c.flush(_stdzlib.Z_SYNC_FLUSH)
-    out, _crc = _parallel(impl, level).compress_and_crc(block, zdict)
-    return out
+        return c.compress(block) + c.flush(_stdzlib.Z_SYNC_FLUSH), _stdzlib.crc32(block)
+    return _parallel(impl, level).compress_and_crc(block, zdict)
 
 
-def _crc32(data: Buffer, value: int) -> int:
+def _crc32_combine(crc: int, block: bytes, block_crc: int) -> int:
+    """The stream's CRC-32 extended by ``block``, given the block's own CRC-32."""
     if _isal_zlib is not None:
-        return _isal_zlib.crc32(data, value)
-    return _stdzlib.crc32(data, value)  # pragma: no cover
+        return int(_isal_zlib.crc32_combine(crc, block_crc, len(block)))
+    if _zlib_ng is not None:  # pragma: no cover - isal is a declared dependency
+        return int(_zlib_ng.crc32_combine(crc, block_crc, len(block)))
+    return _stdzlib.crc32(block, crc)  # pragma: no cover - the stdlib has no combine
 
 
 class GzipCompressor:
@@ -190,7 +193,7 @@ class GzipCompressor:
         self._header_sent = False
         self._empty_layer = False
         self._ready: list[bytes] = []
-        self._inflight: deque[Future[bytes]] = deque()
+        self._inflight: deque[tuple[Future[tuple[bytes, int]], bytes]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -210,30 +213,33 @@ class GzipCompressor:
         return FailedPrecondition(f"gzip compressor {self._encoder}: {exc}")
 
     def _submit(self, block: bytes) -> None:
-        self._crc = _crc32(block, self._crc)
+        # the CRC-32 of the stream is combined from the workers' block CRCs, in order
         self._size += len(block)
         self._blocks += 1
         zdict, self._tail = self._tail, block[-_WINDOW:]
         if self._threads == 1:
             try:
-                self._ready.append(_deflate_block(self._impl, self.level, block, zdict))
+                out, crc = _deflate_block(self._impl, self.level, block, zdict)
             except Exception as exc:
                 raise self._error(exc) from exc
+            self._crc = _crc32_combine(self._crc, block, crc)
+            self._ready.append(out)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="pallet-gzip")
-        self._inflight.append(
-            self._pool.submit(_deflate_block, self._impl, self.level, block, zdict)
-        )
+        fut = self._pool.submit(_deflate_block, self._impl, self.level, block, zdict)
+        self._inflight.append((fut, block))
         while len(self._inflight) > self._max_inflight:
             self._collect_head()
 
     def _collect_head(self) -> None:
-        fut = self._inflight.popleft()
+        fut, block = self._inflight.popleft()
         try:
-            self._ready.append(fut.result())
+            out, crc = fut.result()
         except Exception as exc:
             raise self._error(exc) from exc
+        self._crc = _crc32_combine(self._crc, block, crc)
+        self._ready.append(out)
 
     def _take_ready(self) -> bytes:
         if not self._ready:
@@ -250,8 +256,13 @@ class GzipCompressor:
         """Feed ``data``; returns compressed bytes that are ready (maybe ``b""``)."""
         if self._closed:
             raise FailedPrecondition(f"gzip compressor {self._encoder}: already closed")
-        mv = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         pending = self._pending
+        if not pending and type(data) is bytes and len(data) == BLOCK_SIZE:
+            self._submit(data)  # a whole block as an immutable object: no copy
+            while self._inflight and self._inflight[0][0].done():
+                self._collect_head()
+            return self._take_ready()
+        mv = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         if pending:
             need = BLOCK_SIZE - len(pending)
             pending += mv[:need]
@@ -265,7 +276,7 @@ class GzipCompressor:
             mv = mv[BLOCK_SIZE:]
         if mv:
             pending += mv
-        while self._inflight and self._inflight[0].done():
+        while self._inflight and self._inflight[0][0].done():
             self._collect_head()
         return self._take_ready()
 
