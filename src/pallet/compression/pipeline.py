@@ -53,9 +53,9 @@ elsewhere (pulled layers) have no variant key and are never taken for a variant 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from typing import BinaryIO, Protocol
 
@@ -326,7 +326,7 @@ def write_layer(
         compression, level: the encoding; ``level`` None means the default (the canonical level
             is the one recorded in the variant label).
         oci: OCI (default) or Docker media type in the returned descriptor.
-        ref: ingest ref (default: a unique ``layer-<uuid>``).
+        ref: ingest ref (default: a unique ``layer-<32 random hex digits>``).
         lease: passed to ``store.writer`` so the new blob is protected from GC. A blob that is
             reused (``diff_id`` cache hit, or a commit that finds the blob present) is attached
             to the lease only if the store does that on commit; the content-store protocol has
@@ -353,7 +353,7 @@ def write_layer(
             if extra:
                 _merge_labels(store, hit.descriptor.digest, extra)
             return hit
-    ref = ref or f"layer-{uuid.uuid4().hex}"
+    ref = ref or f"layer-{os.urandom(16).hex()}"
     noun = f"layer {ref}"
     comp = compressor(c, lvl, threads=nthreads)
     committed = False
@@ -519,7 +519,7 @@ def convert_blob(
         if hit is not None:
             return hit
 
-    ref = f"convert-{src.digest.hex[:32]}-{c.value}-{lvl}-{uuid.uuid4().hex[:8]}"
+    ref = f"convert-{src.digest.hex[:32]}-{c.value}-{lvl}-{os.urandom(4).hex()}"
     try:
         with store.open(src.digest) as f, decompressed_reader(f, name=f"blob {src.digest}") as r:
             res = write_layer(

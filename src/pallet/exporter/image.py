@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -165,7 +164,7 @@ class SnapshotTarget:
     def prepare(
         cls, sn: Snapshotter, parent: str, lease: str, local: Callable[[Sequence[Any]], str | None]
     ) -> SnapshotTarget | None:
-        key = f"extract-{time.time_ns()}-{uuid.uuid4().hex[:8]} export"
+        key = f"extract-{time.time_ns()}-{os.urandom(4).hex()} export"
         mounts = sn.prepare(key, parent, lease=lease)
         d = local(mounts)
         if d is None:
@@ -552,7 +551,10 @@ class _Run:
         if info is None:
             try:
                 with store.writer(
-                    f"export-{uuid.uuid4().hex}", total=d.size, expected=d.digest, lease=self.lease
+                    f"export-{os.urandom(16).hex()}",
+                    total=d.size,
+                    expected=d.digest,
+                    lease=self.lease,
                 ) as w:
                     if w.offset:
                         w.truncate(0)

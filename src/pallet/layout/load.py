@@ -47,7 +47,6 @@ import errno
 import json
 import os
 import stat
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO, Final, Protocol
 
@@ -136,7 +135,7 @@ def _ingest(
     what: str,
 ) -> Digest:
     """Copy ``size`` bytes of ``src`` into the store; returns the digest (verified if given)."""
-    ref = f"pallet-load-{uuid.uuid4().hex}"
+    ref = f"pallet-load-{os.urandom(16).hex()}"
     try:
         w = content.writer(ref, total=size, expected=expected, lease=lease)
     except AlreadyExists:
