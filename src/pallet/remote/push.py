@@ -248,6 +248,9 @@ class _Push:
         self.graph = graph
         self.on_progress = on_progress
         self.cancel = threading.Event()
+        #: already_there asked the registry about the root under its tag (or digest) and it was
+        #: not what we push: the root's own HEAD before its PUT would ask the same again
+        self.root_checked = False
         self.key = source_key(ref)
         self._labels: dict[Digest, Mapping[str, str]] = {}
         self._sent = 0
@@ -446,10 +449,16 @@ class _Push:
                 head_manifest(base, self.ref.repository, obj, scopes=self.scopes),
                 self.ref.api_host,
             )
+        except NotFound:
+            self.root_checked = True
+            return None
         except Error as exc:
             log.debug("manifest %s:%s: %s; pushing everything", self.ref.name, obj, exc)
             return None
-        if found is None or found.digest != root.digest or found.media_type != root.media_type:
+        if found is None:  # a registry that did not say enough: the manifest push asks again
+            return None
+        if found.digest != root.digest or found.media_type != root.media_type:
+            self.root_checked = True
             return None
         now = time.time()
         exists = PushOutcome.EXISTS
@@ -509,6 +518,7 @@ class _Push:
                 data,
                 tag=tag if is_root else "",
                 scopes=self.scopes,
+                check_exists=not (is_root and self.root_checked),
             )
             started = time.time()
             what = f"{self.ref.name}:{tag}" if is_root and tag else f"{self.ref.name}@{desc.digest}"
