@@ -5,6 +5,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pallet
 
@@ -70,3 +71,33 @@ def test_plain_http_wire_leaves_certifi_and_anyio_unloaded() -> None:
         "True module",
         "anyio CERT_REQUIRED",
     ]
+
+
+def test_deferred_module_loads_once_for_racing_threads(tmp_path: Path) -> None:
+    """Threads racing for a deferred module's first name all wait for the one load; the
+    module's own code, asking for a name it has not defined yet, sees it missing (no
+    deadlock), as in a normal import."""
+    (tmp_path / "slowmod.py").write_text(
+        "import sys, time\n"
+        "LOADS = getattr(sys, 'slowmod_loads', 0) + 1\n"
+        "sys.slowmod_loads = LOADS\n"
+        "EARLY = hasattr(sys.modules[__name__], 'LATE')\n"
+        "time.sleep(0.2)\n"
+        "LATE = 'ok'\n"
+    )
+    code = (
+        "import sys, threading\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from pallet.remote.wire import _defer\n"
+        "_defer('slowmod')\n"
+        "import slowmod\n"
+        "print(type(slowmod).__name__)\n"
+        "seen = []\n"
+        "ts = [threading.Thread(target=lambda: seen.append(slowmod.LATE)) for _ in range(8)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+        "print(seen == ['ok'] * 8, slowmod.LOADS, slowmod.EARLY, type(slowmod).__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["_Deferred", "True 1 False module"]

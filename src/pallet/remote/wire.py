@@ -35,7 +35,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 from urllib.parse import urlsplit
 
 from .protocol import Headers
@@ -124,17 +124,26 @@ class _Deferred(types.ModuleType):
     Unlike :class:`importlib.util.LazyLoader` (which loads on *any* attribute access, and
     ``import x`` itself reads ``x.__spec__`` on CPython 3.11), ``__spec__``, ``__path__`` and the
     other import attributes are present from the start, so later ``import x`` statements leave
-    it unloaded; ``x.name`` and ``from x import name`` load it."""
+    it unloaded; ``x.name`` and ``from x import name`` load it. Another thread asking while the
+    code runs waits for it; the module's own code sees only what it has defined so far, as in
+    a normal import."""
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()
+    _loading: ClassVar[set[int]] = set()
 
     def __getattr__(self, name: str) -> Any:
         with _Deferred._lock:
             if type(self) is _Deferred:
-                self.__class__ = types.ModuleType  # type: ignore[assignment]
+                if id(self) in _Deferred._loading:  # the module's own code, while it runs
+                    raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
                 spec = self.__spec__
                 assert spec is not None and spec.loader is not None
-                spec.loader.exec_module(self)
+                _Deferred._loading.add(id(self))
+                try:
+                    spec.loader.exec_module(self)
+                finally:
+                    _Deferred._loading.discard(id(self))
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
         return getattr(self, name)
 
 
