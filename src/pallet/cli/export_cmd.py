@@ -378,10 +378,10 @@ def _base_chain(
     warn: Any,
 ) -> str:
     """Snapshots for the base layers: lazy records, or (for a --rootfs on top) unpacked ones."""
-    import dataclasses
     import secrets
 
     from .. import labels as L
+    from .._record import replace
     from ..rootfs import apply_layers, chain_ids
 
     sn = db.snapshotter()
@@ -393,7 +393,7 @@ def _base_chain(
             info = sn.stat(chain)
             new = _layer_labels(layer)
             sn.update(
-                dataclasses.replace(info, labels={**info.labels, **new}),
+                replace(info, labels={**info.labels, **new}),
                 [f"labels.{k}" for k in new],
             )
         return str(top)
