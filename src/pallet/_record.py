@@ -212,37 +212,31 @@ def _key_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.attrgetter(*names)
 
 
-def _comparisons(key: Callable[[Any], tuple[Any, ...]], order: bool) -> dict[str, Any]:
-    def __eq__(self: Any, other: Any) -> Any:
+def _comparison(
+    key: Callable[[Any], tuple[Any, ...]], op: Callable[[Any, Any], Any], name: str
+) -> Callable[[Any, Any], Any]:
+    """``__eq__``/``__lt__``/...: ``op`` over the field tuples of two instances of one class."""
+
+    def method(self: Any, other: Any) -> Any:
         if other.__class__ is self.__class__:
-            return key(self) == key(other)
+            return op(key(self), key(other))
         return NotImplemented
 
-    out: dict[str, Any] = {"__eq__": __eq__}
-    if order:
+    method.__name__ = method.__qualname__ = name
+    return method
 
-        def __lt__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) < key(other)
-            return NotImplemented
 
-        def __le__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) <= key(other)
-            return NotImplemented
+_ORDER: Final = {
+    "__lt__": operator.lt,
+    "__le__": operator.le,
+    "__gt__": operator.gt,
+    "__ge__": operator.ge,
+}
 
-        def __gt__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) > key(other)
-            return NotImplemented
 
-        def __ge__(self: Any, other: Any) -> Any:
-            if other.__class__ is self.__class__:
-                return key(self) >= key(other)
-            return NotImplemented
-
-        out.update(__lt__=__lt__, __le__=__le__, __gt__=__gt__, __ge__=__ge__)
-    return out
+def _comparisons(key: Callable[[Any], tuple[Any, ...]], order: bool) -> dict[str, Any]:
+    ops = {"__eq__": operator.eq, **(_ORDER if order else {})}
+    return {name: _comparison(key, op, name) for name, op in ops.items()}
 
 
 class _DataclassFields(Mapping[str, Any]):

@@ -31,6 +31,15 @@ def test_every_module_declares_all() -> None:
     assert missing == []
 
 
+def _python(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """The lines a fresh interpreter prints running ``code`` (which must succeed)."""
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split("\n")
+
+
 def test_import_pallet_is_light() -> None:
     """``import pallet`` loads the error classes only; the data model comes on first use."""
     code = (
@@ -42,9 +51,7 @@ def test_import_pallet_is_light() -> None:
         "pallet.Platform.default()\n"
         "print(pallet.Digest.__module__, 'platform' in set(sys.modules) - before)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:2] == ["[]", "pallet.oci.digest False"]
+    assert _python(code)[:2] == ["[]", "pallet.oci.digest False"]
 
 
 def test_plain_http_wire_leaves_certifi_and_anyio_unloaded() -> None:
@@ -62,11 +69,7 @@ def test_plain_http_wire_leaves_certifi_and_anyio_unloaded() -> None:
         "print(Lock.__module__.split('.')[0], verified_context(None).verify_mode.name)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
-    r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:3] == [
+    assert _python(code, env)[:3] == [
         "_Deferred _Deferred False",
         "True module",
         "anyio CERT_REQUIRED",
@@ -98,6 +101,4 @@ def test_deferred_module_loads_once_for_racing_threads(tmp_path: Path) -> None:
         "[t.join() for t in ts]\n"
         "print(seen == ['ok'] * 8, slowmod.LOADS, slowmod.EARLY, type(slowmod).__name__)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\n")[:2] == ["_Deferred", "True 1 False module"]
+    assert _python(code)[:2] == ["_Deferred", "True 1 False module"]

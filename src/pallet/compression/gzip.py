@@ -252,17 +252,10 @@ class GzipCompressor:
         self._ready = []
         return out
 
-    def compress(self, data: Buffer, /) -> bytes:
-        """Feed ``data``; returns compressed bytes that are ready (maybe ``b""``)."""
-        if self._closed:
-            raise FailedPrecondition(f"gzip compressor {self._encoder}: already closed")
-        pending = self._pending
-        if not pending and type(data) is bytes and len(data) == BLOCK_SIZE:
-            self._submit(data)  # a whole block as an immutable object: no copy
-            while self._inflight and self._inflight[0][0].done():
-                self._collect_head()
-            return self._take_ready()
+    def _split(self, data: Buffer) -> None:
+        """Cut ``data`` into blocks counted from the stream's start, keeping the remainder."""
         mv = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        pending = self._pending
         if pending:
             need = BLOCK_SIZE - len(pending)
             pending += mv[:need]
@@ -276,6 +269,15 @@ class GzipCompressor:
             mv = mv[BLOCK_SIZE:]
         if mv:
             pending += mv
+
+    def compress(self, data: Buffer, /) -> bytes:
+        """Feed ``data``; returns compressed bytes that are ready (maybe ``b""``)."""
+        if self._closed:
+            raise FailedPrecondition(f"gzip compressor {self._encoder}: already closed")
+        if not self._pending and type(data) is bytes and len(data) == BLOCK_SIZE:
+            self._submit(data)  # a whole block as an immutable object: no copy
+        else:
+            self._split(data)
         while self._inflight and self._inflight[0][0].done():
             self._collect_head()
         return self._take_ready()
