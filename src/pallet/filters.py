@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ._record import record
 from .errors import InvalidArgument
 
 __all__ = ["Adaptor", "Filter", "parse"]
@@ -20,7 +20,7 @@ __all__ = ["Adaptor", "Filter", "parse"]
 Adaptor = Callable[[Sequence[str]], tuple[str, bool]]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Term:
     path: tuple[str, ...]
     op: str  # "", "==", "!=", "~="
@@ -39,7 +39,7 @@ class _Term:
         return present and self.regex.search(value) is not None
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Filter:
     """A parsed disjunction of conjunctions."""
 

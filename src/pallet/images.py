@@ -9,10 +9,10 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ._record import field, record
 from .content import Provider
 from .errors import InvalidArgument
 from .oci import mediatypes as mt
@@ -23,7 +23,7 @@ __all__ = ["Image", "ImageStore", "children", "validate_image", "walk"]
 MAX_MANIFEST = 4 << 20  # the distribution spec's suggested manifest size limit
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Image:
     name: str
     target: Descriptor

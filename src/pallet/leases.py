@@ -14,10 +14,10 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ._record import field, record
 from .labels import GC_EXPIRE
 
 __all__ = ["Lease", "LeaseManager", "Resource", "new_id", "temporary"]
@@ -25,14 +25,14 @@ __all__ = ["Lease", "LeaseManager", "Resource", "new_id", "temporary"]
 RESOURCE_TYPES = ("content", "ingests")  # plus "snapshots/<snapshotter>"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Lease:
     id: str
     created_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-@record(frozen=True, order=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Resource:
     type: str
     id: str

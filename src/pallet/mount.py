@@ -7,14 +7,14 @@ consumer reads or writes in place (:meth:`Mount.as_dir`) without any mount sysca
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ._record import record
 from .errors import Unsupported
 
 __all__ = ["Mount", "as_dir"]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Mount:
     type: str
     source: str

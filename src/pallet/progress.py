@@ -11,14 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Protocol
-
-from ._record import record, replace
 
 __all__ = ["NullProgress", "Progress", "ProgressWriter", "Recorder", "finished", "status"]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
     id: str
     name: str = ""

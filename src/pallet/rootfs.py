@@ -16,8 +16,8 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ._record import record
 from .archive.apply import apply_tar
 from .compression import decompressed_reader
 from .content import Provider
@@ -30,7 +30,7 @@ from .snapshots import Snapshotter
 __all__ = ["Layer", "apply_layers", "chain_ids"]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Layer:
     blob: Descriptor
     diff_id: Digest

@@ -91,9 +91,9 @@ import resource
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import BinaryIO, Final, Protocol
 
-from .._record import record
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, NotFound, Unsupported
 from ..oci.digest import Digest
 
@@ -151,7 +151,7 @@ _ARCHIVE_ERRNOS: Final = frozenset(
 )
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyResult:
     """What :func:`apply_tar` read and what it could not reproduce."""
 

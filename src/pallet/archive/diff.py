@@ -63,10 +63,10 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Final
 
-from .._record import record
 from ..errors import Error, FailedPrecondition, InvalidArgument, NotFound, Unsupported
 from .tar import (
     BLKTYPE,
@@ -101,7 +101,7 @@ _XATTR_UNSUPPORTED: Final = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EN
 Xattrs = dict[bytes, bytes]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiffOptions:
     """How :func:`write_diff` builds the layer.
 
@@ -118,7 +118,7 @@ class DiffOptions:
     on_warning: Callable[[str], None] | None = None
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiffStats:
     """What :func:`write_diff` wrote: tar entries (PAX headers not counted) and stream bytes."""
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._record import field, record
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def wants_containerd(args: argparse.Namespace) -> bool:
     return bool(os.environ.get("PALLET_CONTAINERD_ADDRESS"))
 
 
-@record
+@dataclass(slots=True)
 class _Unpacker:
     client: Any
     snapshotter: str
@@ -80,7 +80,7 @@ class _Unpacker:
         return SnapshotTarget.prepare(sn, parent, lease, local_dir)
 
 
-@record
+@dataclass(slots=True)
 class Backend:
     """The stores of one command; ``close()`` when done."""
 

@@ -379,9 +379,9 @@ def _base_chain(
 ) -> str:
     """Snapshots for the base layers: lazy records, or (for a --rootfs on top) unpacked ones."""
     import secrets
+    from dataclasses import replace
 
     from .. import labels as L
-    from .._record import replace
     from ..rootfs import apply_layers, chain_ids
 
     sn = db.snapshotter()

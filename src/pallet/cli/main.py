@@ -181,7 +181,7 @@ def cmd_content_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_content_label(args: argparse.Namespace) -> int:
-    from .._record import replace
+    from dataclasses import replace
 
     new = _parse_kv(args.labels, "label")
     db = _db(args)
@@ -317,7 +317,8 @@ def cmd_images_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_images_tag(args: argparse.Namespace) -> int:
-    from .._record import replace
+    from dataclasses import replace
+
     from ..errors import NotFound
 
     db = _db(args)

@@ -9,9 +9,9 @@ import json
 import sys
 import threading
 import time
+from dataclasses import asdict
 from typing import Any, TextIO
 
-from .._record import asdict
 from ..errors import InvalidArgument
 from ..progress import NullProgress, Progress
 

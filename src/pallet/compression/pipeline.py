@@ -57,10 +57,10 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
 from .. import labels as _labels
-from .._record import record, replace
 from ..content import Info, Store, Writer
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
 from ..oci.descriptor import Descriptor
@@ -111,7 +111,7 @@ class Sink(Protocol):
     def write(self, data: Buffer, /) -> object: ...
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LayerResult:
     """A layer blob in the store: its descriptor, diffID and uncompressed (tar) size."""
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._record import record
 from ..errors import Error, InvalidArgument, Unavailable
 from ._proto import load
 from ._rpc import Connection, one_line
@@ -42,7 +42,7 @@ def validate_namespace(namespace: str) -> str:
     return namespace
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Version:
     version: str
     revision: str

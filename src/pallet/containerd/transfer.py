@@ -15,11 +15,11 @@ import builtins
 import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
-from .._record import record
 from ..content import Info, InfoProvider, Provider
 from ..errors import AlreadyExists, NotFound
 from ..images import Image
@@ -41,7 +41,7 @@ class SourceStore(Provider, InfoProvider, Protocol):
     """What is read from the source: blobs and their labels."""
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CopyResult:
     image: Image
     names: tuple[str, ...]

@@ -34,11 +34,11 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import images as _images
-from .._record import record
 from ..content import Info, Provider
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
 from ..labels import GC_REF_SNAPSHOT_PREFIX
@@ -75,7 +75,7 @@ class LayerLike(Protocol):
     def diff_id(self) -> Digest: ...
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Layer:
     blob: Descriptor
     diff_id: Digest

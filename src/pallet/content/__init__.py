@@ -18,10 +18,10 @@ Overall content lifecycle:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from .._record import field, record
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Info:
     digest: Digest
     size: int
@@ -47,7 +47,7 @@ class Info:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
     ref: str
     offset: int

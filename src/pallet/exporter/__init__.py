@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from .._record import field, record
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from . import _json
@@ -65,7 +65,7 @@ META_EPOCH = "source.date.epoch"
 META_IMAGE_NAME = "image.name"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """What to export: snapshot keys and the frontend's metadata.
 

@@ -9,8 +9,8 @@ needs on top: ``Normalize`` (``x86_64`` -> ``amd64``, ``arm`` -> ``arm/v7``, ``a
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from .._record import replace
 from ..errors import InvalidArgument
 from ..oci.descriptor import Platform
 from ._json import go_quote as _q

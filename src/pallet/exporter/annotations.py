@@ -26,8 +26,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from .._record import field, record
 from ..errors import InvalidArgument
 from ..oci.descriptor import Platform
 from ._platforms import format_all, normalize, parse_specifier
@@ -56,7 +56,7 @@ class AnnotationType(enum.StrEnum):
     INDEX_DESCRIPTOR = "index-descriptor"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AnnotationKey:
     """A parsed ``annotation…`` option key."""
 
@@ -97,7 +97,7 @@ def parse_annotation_key(
     return AnnotationKey(type=atype, key=key, platform=platform)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Annotations:
     """The four annotation maps that apply to one manifest (or, unscoped, to the index)."""
 
@@ -137,7 +137,7 @@ def _merged(*layers: Annotations) -> Annotations:
     )
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AnnotationGroup:
     """Annotations by platform key (``""``: every platform), BuildKit's ``AnnotationsGroup``."""
 

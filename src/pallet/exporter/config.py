@@ -48,10 +48,10 @@ import base64
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from .._record import record, replace
 from ..errors import InvalidArgument
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest, canonical
@@ -123,7 +123,7 @@ _RFC3339 = re.compile(
 )
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Timestamp:
     """An instant plus the UTC offset it is written with; nanosecond precision (Go ``time.Time``).
 
@@ -479,7 +479,7 @@ def _raw_members(text: str) -> dict[str, str]:
 # value types
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class History:
     """One ``history`` entry (``ocispec.History``)."""
 
@@ -519,7 +519,7 @@ class History:
         return cls(created=created, **values)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Layer:
     """One layer of a platform's image, bottom first, as the export wiring computed it.
 
@@ -536,7 +536,7 @@ class Layer:
     description: str = ""
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageConfig:
     """A finished config blob plus what went into it."""
 
@@ -550,7 +550,7 @@ class ImageConfig:
         return canonical(self.data)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlatformEntry:
     """One entry of ``refs.platforms``: the platform id (key of ``Source.refs``) and platform."""
 

@@ -43,11 +43,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .. import labels as _labels
-from .._record import record, replace
 from ..archive.diff import DiffOptions, write_diff
 from ..compression import Compression
 from ..compression.pipeline import Sink, convert_blob, write_layer
@@ -151,7 +151,7 @@ class Streaming(Protocol):
         ...
 
 
-@record
+@dataclass(slots=True)
 class SnapshotTarget:
     """:class:`UnpackTarget` over any snapshotter whose active snapshot is a bind mount."""
 
@@ -192,7 +192,7 @@ def bind_dir(mounts: Sequence[Any]) -> str | None:
     return d if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) else None
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NativeUnpacker:
     """Unpack with pallet's own applier into ``target`` (reading blobs from ``content``)."""
 
@@ -506,7 +506,7 @@ def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
 # one export
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Computed:
     layer: Layer
     rootfs: RootfsLayer

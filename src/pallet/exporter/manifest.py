@@ -26,9 +26,9 @@ snapshot label).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._record import field, record, replace
 from ..labels import DISTRIBUTION_SOURCE_PREFIX, GC_REF_CONTENT, UNCOMPRESSED
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
@@ -188,7 +188,7 @@ def index_gc_labels(manifests: Sequence[Digest]) -> dict[str, str]:
     return {f"{GC_REF_CONTENT}.m.{i}": str(d) for i, d in enumerate(manifests)}
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Blob:
     """A blob to write to the content store: bytes, descriptor, labels and progress status.
 

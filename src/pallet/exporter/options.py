@@ -49,9 +49,9 @@ refusal of ``estargz``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .._record import field, record, replace
 from ..errors import InvalidArgument
 from ..oci.descriptor import Platform
 from ..oci.digest import Digest
@@ -140,7 +140,7 @@ def _parse_epoch(key: str, v: str) -> int | None:
         raise InvalidArgument(f"invalid {key}: {exc}: {exc}") from None
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageExportOptions:
     """The resolved options of one image export; build it with :func:`resolve`."""
 

@@ -24,8 +24,8 @@ gets the platform and the manifest-descriptor annotations, and index annotations
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from .._record import field, record
 from ..errors import InvalidArgument
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -61,7 +61,7 @@ def parse_key(metadata: Mapping[str, bytes], key: str, platform_id: str | None) 
     return metadata.get(key)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlatformTarget:
     """One manifest to build: which snapshot, which config, which annotations."""
 
@@ -77,7 +77,7 @@ class PlatformTarget:
     annotations: Annotations = field(default_factory=Annotations)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportPlan:
     """Everything :func:`assemble` needs besides the layers."""
 
@@ -172,7 +172,7 @@ def plan_export(
     )
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlatformImage:
     """The blobs of one platform's image."""
 
@@ -185,7 +185,7 @@ class PlatformImage:
     layers: tuple[Descriptor, ...]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageGraph:
     """Everything one export writes; :meth:`blobs` gives the write order."""
 

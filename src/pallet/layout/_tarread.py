@@ -18,9 +18,9 @@ so an archive cut at an entry boundary is not mistaken for a shorter complete on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
 
-from .._record import record
 from ..errors import InvalidArgument, Unsupported
 
 __all__ = ["Entry", "TarReader", "clean_name", "link_target"]
@@ -33,7 +33,7 @@ _FILE_TYPES: Final = (b"0", b"\0", b"7")
 Kind = Literal["file", "dir", "symlink", "hardlink"]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One archive member: cleaned ``name`` ('' for the root), kind, data size, link target.
 

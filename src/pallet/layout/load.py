@@ -48,9 +48,9 @@ import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final, Protocol
 
-from .._record import field, record, replace
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
@@ -72,7 +72,7 @@ _MAX_HOPS: Final = 40
 _CHUNK: Final = 1 << 20
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoadedImage:
     """One imported root and the image names now pointing at it."""
 
@@ -80,7 +80,7 @@ class LoadedImage:
     names: tuple[str, ...]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoadResult:
     """What an import did: the archive kind (``oci`` or ``docker``), the images, blob stats."""
 
@@ -94,7 +94,7 @@ class _Reader(Protocol):
     def read(self, n: int = ..., /) -> bytes: ...
 
 
-@record
+@dataclass(slots=True)
 class _Root:
     target: Descriptor
     names: list[str] = field(default_factory=list)

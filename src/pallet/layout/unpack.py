@@ -15,9 +15,9 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .._record import record
 from ..archive.apply import apply_tar
 from ..compression import decompressed_reader
 from ..content import Provider
@@ -31,7 +31,7 @@ from ._select import select_manifest
 __all__ = ["UnpackResult", "image_layers", "unpack"]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnpackResult:
     """The manifest that was unpacked, its layers and their diff IDs, and the warnings."""
 

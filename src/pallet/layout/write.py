@@ -49,10 +49,10 @@ import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from .._record import field, record, replace
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
 from ..content import Info, Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
@@ -98,7 +98,7 @@ class Format(enum.StrEnum):
     DOCKER = "docker"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArchiveImage:
     """One root to put in an archive and the names it goes by (any order; duplicates dropped).
 
@@ -111,7 +111,7 @@ class ArchiveImage:
     names: tuple[str, ...] = ()
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LayoutPlan:
     """Everything :func:`write_archive` / :func:`write_directory` need, checked and encoded.
 

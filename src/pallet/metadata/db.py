@@ -21,12 +21,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import labels as _labels
-from .._record import replace
 from ..content.local import LocalStore
 from ..errors import AlreadyExists, InvalidArgument, NotFound, Unsupported
 from ..images import Image, validate_image

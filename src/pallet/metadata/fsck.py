@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from .._record import record
 from ..errors import Error
 from ..images import children
 from ..oci.descriptor import Descriptor
@@ -21,7 +21,7 @@ from .db import DB
 __all__ = ["Problem", "fsck"]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     kind: str
     subject: str

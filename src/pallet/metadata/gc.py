@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import gc as _gc
 from .. import labels as L
-from .._record import field, record
 from ..errors import NotFound
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
@@ -39,7 +39,7 @@ __all__ = ["GCStats", "collect", "refs_from_labels"]
 Node = tuple[str, str]
 
 
-@record
+@dataclass(slots=True)
 class GCStats:
     blobs: list[str] = field(default_factory=list)
     bytes: int = 0

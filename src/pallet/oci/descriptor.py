@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from .._record import field, record
 from ..errors import InvalidArgument
 from .digest import Digest
 
@@ -23,7 +23,7 @@ _ARCH_ALIASES = {
 }
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Platform:
     """``os/architecture[/variant]`` plus the optional OS version and features."""
 
@@ -80,7 +80,7 @@ class Platform:
         )
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Descriptor:
     """A typed pointer to content: media type, digest and size (+ optional fields)."""
 

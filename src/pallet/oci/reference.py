@@ -18,8 +18,8 @@ with ``default_tag``).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from .._record import record
 from ..errors import InvalidArgument
 from .digest import Digest
 
@@ -73,7 +73,7 @@ def split_docker_domain(name: str) -> tuple[str, str]:
     return domain, rest
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reference:
     """A normalised reference: ``registry/repository[:tag][@digest]``.
 

@@ -17,9 +17,9 @@ import json
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .._record import field, record
 from ..errors import InvalidArgument
 from .errors import Unauthorized
 from .protocol import Request, Response, check
@@ -42,7 +42,7 @@ DEFAULT_EXPIRES_IN = 60
 CLIENT_ID = "pallet"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Credentials:
     """A user name and password, or an identity (refresh) token. Never printed."""
 
@@ -54,7 +54,7 @@ class Credentials:
         return bool(self.username or self.password or self.identity_token)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Challenge:
     scheme: str  # lower-case: "basic", "bearer", ...
     params: dict[str, str] = field(default_factory=dict)
@@ -215,7 +215,7 @@ def basic_header(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Token:
     token: str = field(repr=False)
     expires_at: float

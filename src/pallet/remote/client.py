@@ -25,10 +25,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
-from .._record import field, record
 from ..errors import Unavailable
 from .auth import (
     Challenge,
@@ -110,7 +110,7 @@ def _origin(url: str) -> tuple[str, str]:
     return p.scheme, netloc
 
 
-@record
+@dataclass(slots=True)
 class _Host:
     name: str
     lock: threading.Lock = field(default_factory=threading.Lock)

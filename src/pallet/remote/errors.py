@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .._record import record
 from ..errors import Error, NotFound
 
 __all__ = [
@@ -37,7 +37,7 @@ _SAFE_QUERY = frozenset({"digest", "mount", "from", "n", "last", "service", "sco
 MAX_ERROR_BODY = 64 << 10
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Diagnostic:
     """One entry of ``{"errors": [{"code", "message", "detail"}]}``."""
 

@@ -8,9 +8,9 @@ refuses.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from .._record import replace
 from .auth import Credentials, parse_token_response
 from .credentials import erase_credentials, normalize_host, store_credentials
 from .errors import Unauthorized

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 
-from .._record import field, record, replace
 from ..errors import InvalidArgument
 from .auth import Credentials
 from .protocol import RetryPolicy
@@ -26,7 +26,7 @@ def _no_credentials() -> Mapping[str, Credentials]:
     return {}
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     """How to talk to registries.
 

@@ -26,11 +26,11 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-from .._record import field, record
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, Unavailable
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
@@ -113,7 +113,7 @@ BodySource = Callable[[int, int], Iterator[bytes]]
 StreamOpener = Callable[[int, Headers], Callable[[bytes], None] | None]
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BodyRange:
     """``length`` bytes of a blob from ``offset``; re-readable, so a request can be resent."""
 
@@ -125,7 +125,7 @@ class BodyRange:
         return self.source(self.offset, self.length)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """One HTTP request, as data.
 
@@ -153,7 +153,7 @@ class Request:
         return len(self.body)
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Response:
     method: str
     url: str
@@ -163,7 +163,7 @@ class Response:
     reason: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sleep:
     """Ask the driver to wait (backoff) before the next request."""
 
@@ -184,7 +184,7 @@ class PushOutcome(Enum):
     UPLOADED = "uploaded"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """Exponential backoff with jitter; ``Retry-After`` wins when the registry sends one."""
 

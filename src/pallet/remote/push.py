@@ -21,10 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from .. import labels as _labels
-from .._record import field, record, replace
 from ..content import Info, Provider
 from ..errors import DigestMismatch, Error, FailedPrecondition, InvalidArgument, NotFound
 from ..images import MAX_MANIFEST, children
@@ -80,7 +80,7 @@ class _LabelManager(Protocol):
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PushResult:
     """What one name's push did.
 
@@ -168,14 +168,14 @@ def parse_push_names(names: str | Sequence[str], *, by_digest: bool) -> list[Ref
 # -- the graph ----------------------------------------------------------------------------
 
 
-@record
+@dataclass(slots=True)
 class _Node:
     desc: Descriptor
     present: bool
     parents: list[Descriptor] = field(default_factory=list)
 
 
-@record
+@dataclass(slots=True)
 class _Graph:
     blobs: dict[Digest, _Node] = field(default_factory=dict)
     manifests: list[_Node] = field(default_factory=list)  # post-order: children first

@@ -20,10 +20,10 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import labels as _labels
-from .._record import replace
 from ..content import Info, Ingester, Provider, Writer
 from ..errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound, Unsupported
 from ..oci import mediatypes as mt

@@ -19,10 +19,10 @@ from __future__ import annotations
 import builtins
 import enum
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .._record import field, record
 from ..mount import Mount
 
 __all__ = ["Info", "Kind", "Snapshotter", "Usage"]
@@ -34,7 +34,7 @@ class Kind(enum.StrEnum):
     COMMITTED = "committed"
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Info:
     name: str
     parent: str = ""
@@ -44,7 +44,7 @@ class Info:
     updated_at: datetime | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     size: int
     inodes: int

@@ -27,13 +27,13 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from .. import filters as _filters
 from .. import labels as _labels
-from .._record import field, record
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..mount import Mount
 from . import Info, Kind, Usage
@@ -42,7 +42,7 @@ from ._copy import copy_tree
 __all__ = ["NativeSnapshotter", "Record", "Records"]
 
 
-@record(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
     key: str
     id: str
