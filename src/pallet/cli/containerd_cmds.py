@@ -48,7 +48,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from ..containerd import copy_image
     from ..oci.descriptor import Platform
-    from .image_cmds import _find
+    from .archive_cmds import _find
     from .main import _db, _out
 
     db = _db(args)
