@@ -366,7 +366,7 @@ def test_cli_version_copy_images(
             db.create(Image(name="docker.io/library/cli:1", target=b.manifest[0]))
     finally:
         db.close()
-    conn = ["-a", ctrd.socket, "-n", client.namespace]
+    conn = [f"--containerd={ctrd.socket}", "--namespace", client.namespace]
     assert main(["containerd", "version", *conn]) == 0
     assert capsys.readouterr().out.startswith("containerd 1.")
     args = ["containerd", "copy", "cli:1", "--name", "example.com/cli:1", "--unpack", *conn]
@@ -377,7 +377,7 @@ def test_cli_version_copy_images(
     assert main(["containerd", "images", *conn, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [i["name"] for i in listed] == ["example.com/cli:1"]
-    assert main(["containerd", "version", "-a", str(tmp_path / "none.sock")]) == 1
+    assert main(["containerd", "version", f"--containerd={tmp_path / 'none.sock'}"]) == 1
     err = capsys.readouterr().err
     assert (
         err == f"pallet: error: containerd at {tmp_path / 'none.sock'}: no such socket "

@@ -1,156 +1,232 @@
-"""The command line builds only the parser of the command being run; everything it prints (help,
-usage errors) must be what the full parser prints."""
+"""The command line's two-step parse: the top-level parser picks the command from the table, the
+command's own module parses the rest. What users see (help, usage errors, where the global flags
+go) is asserted here; which modules a command imports is in test_startup.py."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import importlib
 import io
-import subprocess
-import sys
-from pathlib import Path
+import re
 
 import pytest
 
 from pallet.cli import main as cli
 
-ALL_NAMES = [n for name, aliases, _, _ in cli._COMMANDS for n in (name, *aliases)]
+ALL_NAMES = [n for name, info in cli.COMMANDS.items() for n in (name, *info.aliases)]
+CHOICES = ", ".join(repr(n) for n in ALL_NAMES)
+BAD_COMMAND = "argument command: invalid choice: {!r} (choose from " + CHOICES + ")"
+BAD_FORMAT = "argument --format: invalid choice: {!r} (choose from 'text', 'json')"
+BAD_IMAGES = (
+    "argument sub: invalid choice: {!r} (choose from 'ls', 'list', 'inspect', 'rm', 'delete', "
+    "'tag')"
+)
+BAD_PROGRESS = (
+    "argument --progress: invalid choice: {!r} (choose from 'auto', 'plain', 'tty', 'rawjson', "
+    "'quiet')"
+)
 
 
-def _subactions(p: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    (sub,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
-    return sub
-
-
-def _run(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[object, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+def _parse(argv: list[str]) -> object:
+    """The parsed arguments (``func`` by name), else ``("exit", status, stderr)``."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         try:
-            ns: object = parser.parse_args(argv)
+            args = cli.parse_args(argv)
         except SystemExit as e:
-            ns = ("exit", e.code)
-    if isinstance(ns, argparse.Namespace):
-        ns = {k: v for k, v in vars(ns).items() if k != "func"} | {
-            "func": getattr(getattr(ns, "func", None), "__name__", None)
-        }
-    return ns, out.getvalue(), err.getvalue()
+            return ("exit", e.code, err.getvalue())
+    return vars(args) | {"func": args.func.__name__}
 
 
-def test_the_table_names_every_command_with_its_help() -> None:
-    full = _subactions(cli.build_parser())
-    got = [(a.dest, a.help) for a in full._choices_actions]
-    assert got == [(name, help) for name, _, help, _ in cli._COMMANDS]
-    assert list(full.choices) == ALL_NAMES
+def _help(argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+        cli.parse_args(argv)
+    assert e.value.code == 0
+    return out.getvalue()
 
 
-def test_top_level_help_is_the_full_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_command_module_builds_its_parser() -> None:
+    for name, info in cli.COMMANDS.items():
+        module = importlib.import_module(f"pallet.cli.{info.module}")
+        p = module.build_parser(name, f"pallet {name}")
+        assert p.prog == f"pallet {name}"
+        for alias in info.aliases:
+            assert cli.command_parser(alias).prog == f"pallet {name}"
+
+
+def test_top_level_help_lists_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
-    want = cli.build_parser().format_help()
-    assert cli.build_parser([]).format_help() == want
-    for name in ALL_NAMES:  # with one command built, the others stay stubs
-        assert cli.build_parser([name]).format_help() == want
-
-
-@pytest.mark.parametrize("name", ALL_NAMES)
-def test_each_command_parser_is_the_full_one(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "100")
-    full = _subactions(cli.build_parser()).choices[name]
-    lazy = _subactions(cli.build_parser(["--root", "/r", name])).choices[name]
-    assert not isinstance(lazy, cli._Stub)
-    assert lazy.format_help() == full.format_help()
-    nested = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
-    for sub in nested:  # content ls, images rm, containerd copy, ...
-        for sname, sp in sub.choices.items():
-            (lazy_sub,) = [a for a in lazy._actions if isinstance(a, argparse._SubParsersAction)]
-            assert lazy_sub.choices[sname].format_help() == sp.format_help(), sname
+    out = _help(["--help"])
+    assert out == _help(["-h", "gc"])  # options before the command are the top level's
+    assert out.startswith(
+        "usage: pallet [-h] [--root DIR] [--format {text,json}] [--version]\n"
+        f"              {{{','.join(ALL_NAMES)}}}\n"
+        "              ...\n\n"
+        "Daemonless container-image exporter and store.\n\n"
+        "positional arguments:\n"
+        f"  {{{','.join(ALL_NAMES)}}}\n"
+        "    content             content store\n"
+        "    images (image, i)   image store\n"
+        "    leases (lease)      leases\n"
+        "    gc                  collect garbage\n"
+    )
+    listed = re.findall(r"^    (\w+)(?: \(([\w, ]+)\))? +(.+)$", out, re.M)
+    assert listed == [
+        (name, ", ".join(info.aliases), info.summary) for name, info in cli.COMMANDS.items()
+    ]
+    assert out.endswith(
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --root DIR            store root (default: $PALLET_ROOT or $XDG_DATA_HOME/pallet)\n"
+        "  --format {text,json}  output format\n"
+        "  --version             show program's version number and exit\n"
+    )
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "prog"),
     [
-        [],
-        ["bogus"],
-        ["--root"],
-        ["--format", "xml", "gc"],
-        ["content"],
-        ["images", "nope"],
-        ["i", "ls", "-q", "a", "b"],
-        ["push"],
-        ["push", "--jobs", "x", "a"],
-        ["push", "a", "--progress", "bad"],
-        ["push", "a", "b", "c"],
-        ["--root", "/x", "push", "a", "127.0.0.1:5000/x:1", "--insecure", "--jobs", "2"],
-        ["--ro=/x", "pull", "r", "--platform", "linux/arm64"],
-        ["--ro", "/x", "--fo", "json", "content", "label", "sha256:a", "k=v"],
-        ["--format=json", "leases", "create", "--expires", "1h"],
-        ["--", "gc", "--dry-run"],
-        ["-", "gc"],
-        ["gc", "extra"],
-        ["login"],
-        ["login", "-u", "me", "reg.example"],
-        ["save", "x", "--format", "docker", "-o", "f.tar"],
-        ["load", "--bogus"],
-        ["export", "--rootfs", "/d", "-t", "n", "--progress", "quiet"],
-        ["containerd", "copy", "r", "--name", "n"],
-        ["unpack", "r", "/dest"],
+        (["gc", "--help"], "pallet gc"),
+        (["i", "-h"], "pallet images"),
+        (["image", "ls", "--help"], "pallet images ls"),
+        (["lease", "delete", "-h"], "pallet leases rm"),
+        (["content", "put", "--help"], "pallet content ingest"),
+        (["containerd", "copy", "--help"], "pallet containerd copy"),
+        (["save", "--help"], "pallet save"),
     ],
 )
-def test_parses_and_errors_as_the_full_parser(argv: list[str]) -> None:
-    want = _run(cli.build_parser(), argv)
-    got = _run(cli.build_parser(argv), argv) if cli._command(argv) else None
-    if got is not None:
-        assert got == want
-    # what main does: the lazy parser, or the full one when argparse picked another command
-    try:
-        lazy = _run(cli.build_parser(argv), argv)
-    except cli._Unbuilt:
-        lazy = want
-    assert lazy == want
+def test_command_help_names_the_command(argv: list[str], prog: str) -> None:
+    assert _help(argv).startswith(f"usage: {prog} [-h]")
 
 
-def test_command_is_the_first_positional_after_the_global_options() -> None:
-    assert cli._command([]) is None
-    assert cli._command(["--root", "push", "pull", "x"]) == "pull"
-    assert cli._command(["--root=push", "gc"]) == "gc"
-    assert cli._command(["--r", "x", "--form", "json", "i", "ls"]) == "images"
-    assert cli._command(["--version"]) is None
-    assert cli._command(["--", "lease", "ls"]) == "leases"
-    assert cli._command(["bogus", "push"]) is None
-
-
-def test_main_falls_back_to_the_full_parser(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Should ``_command`` guess wrong, argparse meets a stub and main builds everything."""
-    monkeypatch.setattr(cli, "_command", lambda argv: "push")
-    assert cli.main(["--root", str(tmp_path / "store"), "gc", "--dry-run"]) == 0
-    assert "would remove 0 blobs" in capsys.readouterr().out
-
-
-def test_push_builds_and_imports_only_its_own_parser() -> None:
-    code = (
-        "import sys\n"
-        "from pallet.cli.main import build_parser\n"
-        "build_parser(['push', 'a', 'b']).parse_args(['push', 'a', 'b'])\n"
-        "mods = ('export_cmd', 'image_cmds', 'containerd_cmds')\n"
-        "print(sorted(m for m in mods if 'pallet.cli.' + m in sys.modules))\n"
+def test_store_group_help_has_no_global_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _help(["images", "--help"]) == (
+        "usage: pallet images [-h] {ls,list,inspect,rm,delete,tag} ...\n\n"
+        "positional arguments:\n"
+        "  {ls,list,inspect,rm,delete,tag}\n"
+        "    ls (list)           list images\n"
+        "    inspect             show an image and its graph\n"
+        "    rm (delete)         delete images, then collect garbage\n"
+        "    tag                 give an image more names\n\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
 
 
-def test_help_imports_no_command_module_nor_heavy_stdlib() -> None:
-    code = (
-        "import sys, contextlib, io\n"
-        "before = set(sys.modules)\n"  # whatever site and .pth files loaded
-        "from pallet.cli.main import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
-        "bad = ('platform', 'inspect', 'dataclasses', 'json', 'pathlib', 'httpx', 'ssl')\n"
-        "new = set(sys.modules) - before\n"
-        "print(sorted(m for m in new if m in bad or m.startswith('pallet.cli.')))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['pallet.cli.main']"
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: command"),
+        (["-x"], "the following arguments are required: command"),
+        (["bogus"], BAD_COMMAND.format("bogus")),
+        # ``--`` is not taken as the end of options before the command (as argparse's
+        # sub-commands action does)
+        (["--", "gc", "--dry-run"], BAD_COMMAND.format("--")),
+        (["-", "gc"], BAD_COMMAND.format("-")),
+        (["--root"], "argument --root: expected one argument"),
+        (["--format", "xml", "gc"], BAD_FORMAT.format("xml")),
+        (["images", "ls", "--format", "yaml"], BAD_FORMAT.format("yaml")),
+        (["content"], "the following arguments are required: sub"),
+        (["images", "nope"], BAD_IMAGES.format("nope")),
+        # the group itself takes no global flags
+        (["images", "--root", "/r", "ls"], BAD_IMAGES.format("/r")),
+        (["push"], "the following arguments are required: ref"),
+        (["push", "--jobs", "x", "a"], "argument --jobs: invalid int value: 'x'"),
+        (["push", "a", "--progress", "bad"], BAD_PROGRESS.format("bad")),
+        (["push", "a", "b", "c"], "unrecognized arguments: c"),
+        (["gc", "extra"], "unrecognized arguments: extra"),
+        (["gc", "--version"], "unrecognized arguments: --version"),
+        # unknown arguments before the command, then after it, in one message
+        (["--bogus", "gc", "extra"], "unrecognized arguments: --bogus extra"),
+        (["login"], "the following arguments are required: -u/--username"),
+        (["load", "--bogus"], "unrecognized arguments: --bogus"),
+        (["containerd", "version", "-a", "/s.sock"], "unrecognized arguments: -a /s.sock"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv: list[str], message: str) -> None:
+    assert _parse(argv) == ("exit", 2, f"pallet: error: {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        # global flags before or after the command, with argparse's unique prefixes
+        (["gc"], {"root": None, "format": "text", "dry_run": False}),
+        (["--root", "/r", "gc", "--dry-run"], {"root": "/r", "dry_run": True}),
+        (["gc", "--dry-run", "--root", "/r"], {"root": "/r", "dry_run": True}),
+        (
+            ["--ro=/x", "--fo", "json", "gc", "--d"],
+            {"root": "/x", "format": "json", "dry_run": True},
+        ),
+        (["--r", "/x", "gc", "--f", "json"], {"root": "/x", "format": "json"}),
+        # after the command, the command's value wins
+        (["--root", "/a", "gc", "--root", "/b"], {"root": "/b"}),
+        (
+            ["--ro", "/x", "--fo", "json", "content", "label", "sha256:a", "k=v"],
+            {
+                "root": "/x",
+                "format": "json",
+                "sub": "label",
+                "labels": ["k=v"],
+                "func": "cmd_content_label",
+            },
+        ),
+        (
+            ["i", "ls", "-q", "a", "b"],
+            {"command": "images", "sub": "ls", "filters": ["a", "b"], "quiet": True},
+        ),
+        (["images", "ls", "--", "-q"], {"filters": ["-q"], "quiet": False}),
+        (["lease", "list"], {"command": "leases", "sub": "list", "func": "cmd_leases_ls"}),
+        (
+            ["--root", "/x", "push", "a", "127.0.0.1:5000/x:1", "--insecure", "--jobs", "2"],
+            {"root": "/x", "ref": "a", "dest": "127.0.0.1:5000/x:1", "insecure": True, "jobs": 2},
+        ),
+        (
+            ["--ro=/x", "pull", "r", "--platform", "linux/arm64"],
+            {"root": "/x", "platform": "linux/arm64"},
+        ),
+        (
+            ["--format=json", "leases", "create", "--expires", "1h"],
+            {"format": "json", "expires": "1h"},
+        ),
+        (["login", "-u", "me", "reg.example"], {"server": "reg.example", "username": "me"}),
+        # save's --format is the archive's; a global --format before the command stays
+        (
+            ["save", "x", "--format", "docker", "-o", "f.tar"],
+            {"archive_format": "docker", "format": "text"},
+        ),
+        (["--format", "json", "save", "x"], {"archive_format": "oci", "format": "json"}),
+        (
+            ["export", "--rootfs", "/d", "-t", "n", "--progress", "quiet"],
+            {"inputs": [("rootfs", "/d")], "tag": ["n"], "progress": "quiet", "snapshotter": None},
+        ),
+        (["unpack", "r", "/dest", "--containerd"], {"ref": "r", "dest": "/dest", "containerd": ""}),
+        (
+            ["containerd", "copy", "r", "--name", "n", "--containerd=/s.sock", "--namespace", "ns"],
+            {
+                "sub": "copy",
+                "names": ["n"],
+                "containerd": "/s.sock",
+                "namespace": "ns",
+                "snapshotter": "native",
+            },
+        ),
+        (["containerd", "version"], {"containerd": None, "namespace": None, "func": "cmd_version"}),
+    ],
+)
+def test_parses(argv: list[str], want: dict[str, object]) -> None:
+    got = _parse(argv)
+    assert isinstance(got, dict), got
+    assert {k: got.get(k, "<missing>") for k in want} == want
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from pallet import __version__
+
+    for argv in (["--version"], ["--version", "gc"]):
+        with pytest.raises(SystemExit) as e:
+            cli.parse_args(argv)
+        assert e.value.code == 0
+        assert capsys.readouterr().out == f"pallet {__version__}\n"

@@ -40,20 +40,6 @@ def _python(code: str, env: dict[str, str] | None = None) -> list[str]:
     return r.stdout.split("\n")
 
 
-def test_import_pallet_is_light() -> None:
-    """``import pallet`` loads the error classes only; the data model comes on first use."""
-    code = (
-        "import sys\n"
-        "before = set(sys.modules)\n"  # whatever site and .pth files loaded
-        "import pallet\n"
-        "heavy = ('typing', 'platform', 'inspect', 'dataclasses', 're', 'pallet.oci')\n"
-        "print(sorted(m for m in heavy if m in set(sys.modules) - before))\n"
-        "pallet.Platform.default()\n"
-        "print(pallet.Digest.__module__, 'platform' in set(sys.modules) - before)\n"
-    )
-    assert _python(code)[:2] == ["[]", "pallet.oci.digest False"]
-
-
 def test_plain_http_wire_leaves_certifi_and_anyio_unloaded() -> None:
     """httpcore imports both at module level; they load on first use, and then work."""
     code = (

@@ -17,53 +17,34 @@ import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..images import Image, ImageStore
-    from ..metadata.db import DB
-    from ..oci.descriptor import Platform
+from ..errors import InvalidArgument, Unsupported
+from ..labels import GC_EXPIRE
+from ..layout import (
+    ArchiveImage,
+    Format,
+    LoadResult,
+    load_archive,
+    load_directory,
+    plan_layout,
+    unpack,
+    write_archive,
+)
+from ..leases import new_id
+from ..oci.descriptor import Platform
+from ..oci.reference import Reference
+from . import backend
+from ._common import command_parser, find_image, open_db
 
-__all__ = ["register"]
-
-
-def _db(args: argparse.Namespace) -> DB:
-    from .main import _db as db
-
-    return db(args)
+__all__ = ["build_parser"]
 
 
 def _platform(args: argparse.Namespace) -> Platform | None:
-    from ..oci.descriptor import Platform
-
     return Platform.parse(args.platform) if args.platform else None
-
-
-def _find(images: ImageStore, ref: str) -> Image:
-    """The image named ``ref`` as written, else by its normalised form (``foo`` ->
-    ``docker.io/library/foo:latest``)."""
-    from ..errors import InvalidArgument, NotFound
-    from ..oci.reference import Reference
-
-    try:
-        return images.get(ref)
-    except NotFound:
-        pass
-    try:
-        full = str(Reference.parse(ref))
-    except InvalidArgument:
-        raise NotFound(f"image {ref}: not found") from None
-    try:
-        return images.get(full)
-    except NotFound:
-        raise NotFound(f"image {ref}: not found") from None
 
 
 def _archive_names(name: str) -> tuple[str, ...]:
     """The image's store name, if it can be written into an archive (a reference)."""
-    from ..errors import InvalidArgument
-    from ..oci.reference import Reference
-
     try:
         Reference.parse(name)
     except InvalidArgument:
@@ -73,13 +54,10 @@ def _archive_names(name: str) -> tuple[str, ...]:
 
 # --- save ---------------------------------------------------------------------------------------
 def cmd_save(args: argparse.Namespace) -> int:
-    from ..errors import InvalidArgument, Unsupported
-    from ..layout import ArchiveImage, Format, plan_layout, write_archive
-
-    db = _db(args)
+    db = open_db(args)
     imgs = []
     for ref in args.refs:
-        img = _find(db, ref)
+        img = find_image(db, ref)
         names = _archive_names(img.name)
         if not names:
             raise InvalidArgument(f"image {img.name}: its name is not an image reference")
@@ -117,12 +95,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 # --- load ---------------------------------------------------------------------------------------
 def cmd_load(args: argparse.Namespace) -> int:
-    from ..errors import InvalidArgument
-    from ..labels import GC_EXPIRE
-    from ..layout import LoadResult, load_archive, load_directory
-    from ..leases import new_id
-
-    db = _db(args)
+    db = open_db(args)
     src = args.input
     if src == "-" and sys.stdin.isatty():
         raise InvalidArgument("refusing to read an archive from a terminal; use -i FILE")
@@ -164,15 +137,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 # --- unpack -------------------------------------------------------------------------------------
 def cmd_unpack(args: argparse.Namespace) -> int:
-    from ..layout import unpack
-    from .main import _backend
-
     def warn(msg: str) -> None:
         print(f"pallet: warning: {msg}", file=sys.stderr)
 
     platform = _platform(args)
-    with _backend(args) as b:
-        img = _find(b.images, args.ref)
+    with backend.open_backend(args) as b:
+        img = find_image(b.images, args.ref)
         res = unpack(b.content, img.target, args.dest, platform=platform, on_warning=warn)
     if args.format == "json":
         print(
@@ -193,51 +163,55 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 # --- parser -------------------------------------------------------------------------------------
-def register(sub: Any, common: Any, add: Any) -> None:
-    """Add ``save``, ``load`` and ``unpack`` to the parser."""
-    # ``save --format`` names the archive format, so it cannot inherit the common --format
-    root_only = argparse.ArgumentParser(add_help=False)
-    root_only.add_argument(
-        "--root",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="store root (default: $PALLET_ROOT or $XDG_DATA_HOME/pallet)",
-    )
-    sp = sub.add_parser(
-        "save",
-        parents=[root_only],
-        help="write images as an OCI layout or Docker archive tarball",
+def _save(prog: str) -> argparse.ArgumentParser:
+    # ``save --format`` names the archive format, so it cannot take the global --format
+    p = command_parser(
+        prog,
+        cmd_save,
+        format=False,
         description="Write images to a tarball that docker load, podman load, ctr images "
         "import, skopeo (oci-archive:) and umoci read.",
     )
-    sp.set_defaults(func=cmd_save)
-    sp.add_argument("refs", nargs="+", metavar="REF", help="image names in the store")
-    sp.add_argument(
+    p.add_argument("refs", nargs="+", metavar="REF", help="image names in the store")
+    p.add_argument(
         "-o", "--output", default="-", metavar="FILE", help="output file, - for stdout (default)"
     )
-    sp.add_argument(
+    p.add_argument(
         "--format",
         dest="archive_format",
         choices=("oci", "docker"),
         default="oci",
         help="oci: OCI layout; docker: also manifest.json for docker load (default: oci)",
     )
-    sp.add_argument("--platform", help="only this platform's manifest (os/arch[/variant])")
+    p.add_argument("--platform", help="only this platform's manifest (os/arch[/variant])")
+    return p
 
-    sp = add(sub, "load", cmd_load, "import an OCI layout or Docker archive")
-    sp.add_argument(
+
+def _load(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_load)
+    p.add_argument(
         "-i",
         "--input",
         default="-",
         metavar="FILE",
         help="tarball (plain, gzip or zstd) or OCI layout directory; - for stdin (default)",
     )
-    sp.add_argument("--tag", metavar="NAME", help="a name for the archive's image")
+    p.add_argument("--tag", metavar="NAME", help="a name for the archive's image")
+    return p
 
-    sp = add(sub, "unpack", cmd_unpack, "write an image's root filesystem into a directory")
-    sp.add_argument("ref", metavar="REF")
-    sp.add_argument("dest", metavar="DEST", help="directory; must not exist or be empty")
-    sp.add_argument("--platform", help="platform of an index image (default: this host's)")
-    from . import backend
 
-    backend.add_arguments(sp)
+def _unpack(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_unpack)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("dest", metavar="DEST", help="directory; must not exist or be empty")
+    p.add_argument("--platform", help="platform of an index image (default: this host's)")
+    backend.add_arguments(p)
+    return p
+
+
+_PARSERS = {"save": _save, "load": _load, "unpack": _unpack}
+
+
+def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (save, load or unpack)."""
+    return _PARSERS[name](prog)

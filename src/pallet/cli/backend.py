@@ -4,7 +4,8 @@
 its namespace and ``--snapshotter`` the snapshotter that ``unpack`` fills (default
 ``$CONTAINERD_SNAPSHOTTER`` or ``overlayfs``, containerd's own default, which is what ``ctr run``
 uses). Both backends offer the same protocols (content, images, leases, an unpacker), so the
-commands and the exporter do not know which one they talk to.
+commands and the exporter do not know which one they talk to. ``pallet containerd …`` takes the
+same two flags.
 """
 
 from __future__ import annotations
@@ -13,29 +14,38 @@ import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+from ._common import open_db
 
 if TYPE_CHECKING:
+    from ..containerd import Client
     from ..content import Store
     from ..images import ImageStore
     from ..leases import LeaseManager
     from ..oci.digest import Digest
     from ..rootfs import Layer
 
-__all__ = ["Backend", "add_arguments", "open_backend", "wants_containerd"]
+__all__ = ["Backend", "add_arguments", "connect", "open_backend", "wants_containerd"]
 
 
-def add_arguments(p: argparse.ArgumentParser, *, snapshotter: bool = False) -> None:
-    """Add ``--containerd[=SOCKET]`` and ``--namespace`` (and ``--snapshotter``) to ``p``."""
+def add_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    snapshotter: bool = False,
+    what: str = "work on a containerd daemon instead of the embedded store",
+) -> None:
+    """Add ``--containerd[=SOCKET]`` (help: ``what`` and the default socket) and
+    ``--namespace`` (and ``--snapshotter``) to ``p``."""
     p.add_argument(
         "--containerd",
         nargs="?",
         const="",
         default=None,
         metavar="SOCKET",
-        help="work on a containerd daemon instead of the embedded store (default socket: "
+        help=f"{what} (default socket: "
         "$PALLET_CONTAINERD_ADDRESS, $CONTAINERD_ADDRESS, /run/containerd/containerd.sock)",
     )
     p.add_argument(
@@ -82,7 +92,7 @@ class _Unpacker:
 
 @dataclass(slots=True)
 class Backend:
-    """The stores of one command; ``close()`` when done."""
+    """The stores of one command; ``close()`` when done, or use it as a context manager."""
 
     content: Store
     images: ImageStore
@@ -97,19 +107,36 @@ class Backend:
         for c in self._close:
             c()
 
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """The containerd daemon ``--containerd`` and ``--namespace`` (or their defaults) name."""
+    # the client (and grpc, on connect) only for a command that talks to containerd
+    from .. import containerd
+
+    if args.namespace == "":
+        raise InvalidArgument("namespace: must not be empty")
+    return containerd.connect(
+        containerd.from_env(args.containerd), containerd.namespace_from_env(args.namespace)
+    )
+
 
 def open_backend(args: argparse.Namespace) -> Backend:
     """The embedded store at ``--root``, or containerd when asked for."""
     if not wants_containerd(args):
-        from .main import _db
-
-        db = _db(args)
+        db = open_db(args)
         return Backend(content=db.content, images=db, leases=db.leases, where=str(db.root))
-    from ..containerd import connect, from_env, namespace_from_env
-
-    if getattr(args, "namespace", None) == "":
-        raise InvalidArgument("namespace: must not be empty")
-    client = connect(from_env(args.containerd), namespace_from_env(args.namespace))
+    client = connect(args)
     sn = (
         getattr(args, "snapshotter", None)
         or os.environ.get("CONTAINERD_SNAPSHOTTER")

@@ -7,33 +7,36 @@
   name it, and optionally unpack it with the daemon's ``Diff.Apply``.
 * ``containerd images [FILTER]…``: the daemon's images in the namespace.
 
-Every command takes ``-a/--address SOCKET`` (default ``$PALLET_CONTAINERD_ADDRESS``, else
-``$CONTAINERD_ADDRESS``, else ``/run/containerd/containerd.sock``) and ``-n/--namespace NS``
-(default ``$PALLET_CONTAINERD_NAMESPACE``, else ``$CONTAINERD_NAMESPACE``, else ``default``).
-The containerd client (and grpc) is imported only when one of these commands runs.
+Every command takes ``--containerd[=SOCKET]`` (default ``$PALLET_CONTAINERD_ADDRESS``, else
+``$CONTAINERD_ADDRESS``, else ``/run/containerd/containerd.sock``) and ``--namespace NS``
+(default ``$PALLET_CONTAINERD_NAMESPACE``, else ``$CONTAINERD_NAMESPACE``, else ``default``), as
+the other commands that can work on containerd. The containerd client (and grpc) is imported
+only when one of these commands runs.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from ..containerd import Client
+from ..oci.descriptor import Platform
+from . import backend
+from ._common import (
+    add_command,
+    command_group,
+    find_image,
+    human,
+    image_json,
+    open_db,
+    output,
+    table,
+)
 
-__all__ = ["register"]
-
-
-def _client(args: argparse.Namespace) -> Client:
-    from ..containerd import connect, from_env, namespace_from_env
-
-    return connect(from_env(args.address), namespace_from_env(args.namespace))
+__all__ = ["build_parser"]
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from .main import _out
-
-    with _client(args) as c:
+    with backend.connect(args) as c:
         v = c.version()
         obj = {
             "address": c.address,
@@ -41,20 +44,17 @@ def cmd_version(args: argparse.Namespace) -> int:
             "version": v.version,
             "revision": v.revision,
         }
-    _out(args, obj, lambda: f"containerd {v.version} ({v.revision}) at {obj['address']}")
+    output(args, obj, lambda: f"containerd {v.version} ({v.revision}) at {obj['address']}")
     return 0
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
     from ..containerd import copy_image
-    from ..oci.descriptor import Platform
-    from .archive_cmds import _find
-    from .main import _db, _out
 
-    db = _db(args)
-    img = _find(db, args.ref)
+    db = open_db(args)
+    img = find_image(db, args.ref)
     platform = Platform.parse(args.platform) if args.platform else None
-    with _client(args) as c:
+    with backend.connect(args) as c:
         res = copy_image(
             c,
             db.content,
@@ -83,52 +83,33 @@ def cmd_copy(args: argparse.Namespace) -> int:
             lines.append(f"unpacked into {args.snapshotter}: {res.chain_id}")
         return "\n".join(lines)
 
-    _out(args, obj, text)
+    output(args, obj, text)
     return 0
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from .main import _human, _image_json, _out, _table
-
-    with _client(args) as c:
+    with backend.connect(args) as c:
         imgs = c.images.list(args.filters)
-    _out(
+    output(
         args,
-        [_image_json(i) for i in imgs],
-        lambda: _table(
-            [(i.name, str(i.target.digest), _human(i.target.size)) for i in imgs],
+        [image_json(i) for i in imgs],
+        lambda: table(
+            [(i.name, str(i.target.digest), human(i.target.size)) for i in imgs],
             ("NAME", "DIGEST", "SIZE"),
         ),
     )
     return 0
 
 
-def register(sub: Any, common: Any, add: Any) -> None:
-    """Add ``containerd version|copy|images`` to the parser."""
-    conn = argparse.ArgumentParser(add_help=False)
-    conn.add_argument(
-        "-a",
-        "--address",
-        metavar="SOCKET",
-        help="containerd socket (default: $PALLET_CONTAINERD_ADDRESS, $CONTAINERD_ADDRESS, "
-        "/run/containerd/containerd.sock)",
-    )
-    conn.add_argument(
-        "-n",
-        "--namespace",
-        metavar="NS",
-        help="containerd namespace (default: $PALLET_CONTAINERD_NAMESPACE, "
-        "$CONTAINERD_NAMESPACE, default)",
-    )
-    from .main import _Parser
+def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of ``containerd version|copy|images``."""
+    p, grp = command_group(prog)
 
-    grp = sub.add_parser("containerd", help="a containerd daemon").add_subparsers(
-        dest="sub", required=True, parser_class=_Parser
-    )
-
-    def cadd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = grp.add_parser(name, parents=[common, conn], help=help)
-        sp.set_defaults(func=fn)
+    def cadd(
+        name: str, fn: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sp = add_command(grp, name, fn, help)
+        backend.add_arguments(sp, what="the containerd daemon to talk to")
         return sp
 
     cadd("version", cmd_version, "show the daemon's version (checks that it answers)")
@@ -146,3 +127,4 @@ def register(sub: Any, common: Any, add: Any) -> None:
     sp.add_argument("--platform", help="the manifest to unpack (default: this machine's)")
     sp = cadd("images", cmd_images, "list the daemon's images")
     sp.add_argument("filters", nargs="*", help="filters such as name~=^docker.io/")
+    return p

@@ -18,14 +18,18 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+from ._common import command_parser, open_db
+from .backend import add_arguments, open_backend
+from .progress import MODES, progress_session
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
     from ..oci.descriptor import Descriptor, Platform
+    from ..progress import ProgressWriter
     from ..rootfs import Layer as RootfsLayer
+    from ._common import DB
     from .backend import Backend
 
-__all__ = ["parse_output", "register"]
+__all__ = ["build_parser", "parse_output"]
 
 
 class _Ordered(argparse.Action):
@@ -74,10 +78,9 @@ def parse_output(spec: str) -> dict[str, str]:
     return out
 
 
-def register(sub: Any, common: Any, add: Any) -> None:
-    from .progress import MODES
-
-    sp = add(sub, "export", cmd_export, "export directories and root filesystems as an image")
+def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of ``pallet export``."""
+    sp = command_parser(prog, cmd_export)
     sp.add_argument(
         "--layer",
         action=_LayerAction,
@@ -129,10 +132,9 @@ def register(sub: Any, common: Any, add: Any) -> None:
         help="allow plain HTTP and unverified TLS when pulling --base from a registry",
     )
     sp.add_argument("--ca-file", metavar="PEM", help="CA bundle for registries")
-    from .backend import add_arguments
-
     add_arguments(sp, snapshotter=True)
     sp.set_defaults(inputs=[])
+    return sp
 
 
 def _split_cmd(value: str) -> list[str]:
@@ -462,13 +464,9 @@ def _warn(msg: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
-    from ..exporter.image import ImageExporter
+    from ..exporter.image import ImageExporter, ImageExporterInstance
     from ..leases import temporary
     from ..oci.descriptor import Platform
-    from ..progress import NullProgress
-    from . import progress as _progress
-    from .backend import open_backend
-    from .main import _db
 
     outputs = [parse_output(o) for o in args.output] or [{"type": "image"}]
     if args.tag:
@@ -500,25 +498,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         for o in outputs
     )
 
-    db = _db(args)
+    db = open_db(args)
     backend = open_backend(args)
     try:
-        exporters = []
-        for o in outputs:
-            exporter = ImageExporter(
+
+        def exporter(
+            o: Mapping[str, str], progress: ProgressWriter | None = None
+        ) -> ImageExporterInstance:
+            """The exporter of output ``o``, resolved (its options checked, no I/O)."""
+            return ImageExporter(
                 content=backend.content,
                 images=backend.images,
                 leases=backend.leases,
                 snapshotter=db.snapshotter(),
                 kind=o["type"],
                 unpacker=backend.unpacker,
+                progress=progress,
                 stdout=sys.stdout.buffer,
                 default_platform=Platform.parse(plats[0]) if len(plats) == 1 else None,
                 remote_options=_remote_options(args),
                 on_warning=_warn,
-            )
-            attrs = {k: v for k, v in o.items() if k != "type"}
-            exporters.append(exporter.resolve(attrs))  # every option checked before any I/O
+            ).resolve({k: v for k, v in o.items() if k != "type"})
+
+        # every option checked before any I/O; each export then gets its own progress renderer
+        names = [exporter(o).name for o in outputs]
         response: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
             slease = stack.enter_context(temporary(db.leases))
@@ -532,18 +535,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                 metadata["source.date.epoch"] = epoch_env.encode()
             refs: dict[str, str] = {}
             ref: str | None = None
-            pull_progress = (
-                _progress.make(args.progress, vertex=f"resolving {args.base}")
-                if args.base
-                else None
-            )
-            base_root = (
-                _resolve_base(backend, args.base, args, tlease, pull_progress)
-                if args.base
-                else None
-            )
-            if pull_progress is not None:
-                getattr(pull_progress, "close", lambda e: None)("")
+            base_root = None
+            if args.base:
+                with progress_session(args.progress, f"resolving {args.base}") as r:
+                    base_root = _resolve_base(backend, args.base, args, tlease, r)
             for pid in plats or [""]:
                 platform = Platform.parse(pid) if pid else Platform.default()
                 parent, cfg_bytes = "", b""
@@ -576,18 +571,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                     }
                 ).encode()
             src = Source(ref=ref, refs=refs, metadata=metadata)
-            for inst in exporters:
-                renderer = _progress.make(args.progress, vertex=inst.name)
-                inst.exporter.progress = renderer
-                error = ""
-                try:
-                    response.update(inst.export(src))
-                except BaseException as exc:
-                    error = str(exc) or type(exc).__name__
-                    raise
-                finally:
-                    getattr(renderer, "close", lambda e: None)(error)
-                    inst.exporter.progress = NullProgress()
+            for o, name in zip(outputs, names, strict=True):
+                with progress_session(args.progress, name) as r:
+                    response.update(exporter(o, r).export(src))
     finally:
         backend.close()
     if args.metadata_file:

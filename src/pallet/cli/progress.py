@@ -1,6 +1,7 @@
 """Progress renderers for ``--progress``: ``plain`` (BuildKit's lines), ``tty`` (live bars with
 bytes and rates, via rich), ``rawjson`` (one JSON object per update) and ``quiet``. ``auto`` picks
-``tty`` when standard error is a terminal, else ``plain``.
+``tty`` when standard error is a terminal, else ``plain``. :func:`progress_session` opens one for
+the length of a job and closes it with the job's error, if any.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, TextIO
 
 from ..errors import InvalidArgument
-from ..progress import NullProgress, Progress
+from ..progress import Progress
 
-__all__ = ["MODES", "Renderer", "make"]
+__all__ = ["MODES", "Renderer", "make", "progress_session"]
 
 MODES = ("auto", "plain", "tty", "rawjson", "quiet")
 
@@ -147,9 +150,7 @@ class TTY(Renderer):
         self.bars.stop()
 
 
-def make(
-    mode: str, *, vertex: str = "exporting to image", out: TextIO | None = None
-) -> Renderer | NullProgress:
+def make(mode: str, *, vertex: str = "exporting to image", out: TextIO | None = None) -> Renderer:
     stream = out or sys.stderr
     if mode == "auto":
         mode = "tty" if stream.isatty() else "plain"
@@ -162,3 +163,18 @@ def make(
     if mode == "quiet":
         return Quiet()
     raise InvalidArgument(f"progress mode {mode!r}: want one of {', '.join(MODES)}")
+
+
+@contextmanager
+def progress_session(mode: str, vertex: str) -> Iterator[Renderer]:
+    """A renderer for ``--progress mode`` under ``vertex``, closed when the block ends: with the
+    block's error (its text, else its type's name) if it raised."""
+    r = make(mode, vertex=vertex)
+    error = ""
+    try:
+        yield r
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        r.close(error)

@@ -4,58 +4,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
+from ..images import Image
+from ..leases import temporary
+from ..oci.reference import Reference
+from ..remote import Options, login, logout, pull, push
+from . import backend
+from ._common import command_parser, open_db
+from .progress import MODES, progress_session
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
     from ..oci.descriptor import Descriptor
-    from ..remote import Options
+    from ..progress import ProgressWriter
+    from ._common import DB
 
-__all__ = ["name_image", "pull_into", "register", "remote_options"]
-
-
-def _registry_flags(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plain HTTP and unverified TLS for this registry",
-    )
-    sp.add_argument("--ca-file", metavar="PEM", help="extra trusted CA certificates")
-    sp.add_argument("--jobs", type=int, default=4, help="blobs in parallel (default 4)")
-    from .progress import MODES
-
-    sp.add_argument("--progress", default="auto", choices=MODES)
-
-
-def register(sub: Any, common: Any, add: Any) -> None:
-    sp = add(sub, "pull", cmd_pull, "pull an image from a registry into the store")
-    sp.add_argument("ref")
-    sp.add_argument("--platform", help="platform of an index to fetch (default: this machine)")
-    _registry_flags(sp)
-    sp = add(sub, "push", cmd_push, "push an image from the store to a registry")
-    sp.add_argument("ref", help="image name in the store")
-    sp.add_argument("dest", nargs="?", help="push to this reference instead of REF")
-    sp.add_argument("--by-digest", action="store_true", help="push without a tag")
-    _registry_flags(sp)
-    from . import backend
-
-    backend.add_arguments(sp)
-    sp = add(sub, "login", cmd_login, "store credentials for a registry (as docker login)")
-    sp.add_argument("server", nargs="?", default="docker.io")
-    sp.add_argument("-u", "--username", required=True)
-    sp.add_argument("-p", "--password")
-    sp.add_argument("--password-stdin", action="store_true")
-    sp.add_argument("--insecure", action="store_true")
-    sp.add_argument("--ca-file", metavar="PEM", help="extra trusted CA certificates")
-    sp = add(sub, "logout", cmd_logout, "remove stored credentials for a registry")
-    sp.add_argument("server", nargs="?", default="docker.io")
+__all__ = ["build_parser", "name_image", "pull_into", "remote_options"]
 
 
 def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
-    from ..remote import Options
-
     if args.jobs < 1:
         raise InvalidArgument(f"jobs {args.jobs}: must be at least 1")
     return Options(
@@ -67,9 +35,6 @@ def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
 
 def name_image(db: DB, name: str, target: Descriptor) -> None:
     """Point ``name`` at ``target`` (update, else create), as the exporter names images."""
-    from ..errors import NotFound
-    from ..images import Image
-
     try:
         db.update(Image(name=name, target=target), ["target"])
     except NotFound:
@@ -83,11 +48,9 @@ def pull_into(
     platform: str | None,
     options: Options,
     insecure: bool,
-    progress: Any,
+    progress: ProgressWriter,
     lease: str,
 ) -> Descriptor:
-    from ..remote import pull
-
     return pull(
         ref,
         db.content,
@@ -100,49 +63,29 @@ def pull_into(
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from ..leases import temporary
-    from ..oci.reference import Reference
-    from . import progress as _progress
-    from .main import _db
-
     ref = Reference.parse(args.ref)
-    db = _db(args)
-    r = _progress.make(args.progress, vertex=f"pulling {ref}")
-    err = ""
-    try:
-        with temporary(db.leases) as lease:
-            root = pull_into(
-                db,
-                str(ref),
-                platform=args.platform,
-                options=remote_options(args, [ref.registry]),
-                insecure=args.insecure,
-                progress=r,
-                lease=lease,
-            )
-            name_image(db, str(ref), root)
-    except BaseException as exc:
-        err = str(exc)
-        raise
-    finally:
-        getattr(r, "close", lambda e: None)(err)
+    db = open_db(args)
+    with progress_session(args.progress, f"pulling {ref}") as r, temporary(db.leases) as lease:
+        root = pull_into(
+            db,
+            str(ref),
+            platform=args.platform,
+            options=remote_options(args, [ref.registry]),
+            insecure=args.insecure,
+            progress=r,
+            lease=lease,
+        )
+        name_image(db, str(ref), root)
     print(root.digest)
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from ..oci.reference import Reference
-    from ..remote import push
-    from . import progress as _progress
-    from .main import _backend
-
     dest = Reference.parse(args.dest or args.ref)
     options = remote_options(args, [dest.registry])
-    with _backend(args) as b:
+    with backend.open_backend(args) as b:
         img = b.images.get(args.ref)
-        r = _progress.make(args.progress, vertex=f"pushing {dest}")
-        err = ""
-        try:
+        with progress_session(args.progress, f"pushing {dest}") as r:
             results = push(
                 b.content,
                 img.target,
@@ -152,19 +95,12 @@ def cmd_push(args: argparse.Namespace) -> int:
                 options=options,
                 on_progress=r.write,
             )
-        except BaseException as exc:
-            err = str(exc)
-            raise
-        finally:
-            getattr(r, "close", lambda e: None)(err)
     for res in results:
         print(f"{res.name}@{res.descriptor.digest}" if args.by_digest else res.name)
     return 0
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from ..remote import login
-
     if args.password_stdin:
         if args.password:
             raise InvalidArgument("password: --password and --password-stdin are exclusive")
@@ -177,8 +113,6 @@ def cmd_login(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
     if not password:
         raise InvalidArgument("password: must not be empty")
-    from ..remote import Options
-
     path = login(
         args.server,
         args.username,
@@ -191,10 +125,63 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from ..remote import logout
-
     if logout(args.server):
         print(f"Removed login credentials for {args.server}")
     else:
         print(f"Not logged in to {args.server}")
     return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and unverified TLS for this registry",
+    )
+    p.add_argument("--ca-file", metavar="PEM", help="extra trusted CA certificates")
+    p.add_argument("--jobs", type=int, default=4, help="blobs in parallel (default 4)")
+    p.add_argument("--progress", default="auto", choices=MODES)
+
+
+def _pull(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_pull)
+    p.add_argument("ref")
+    p.add_argument("--platform", help="platform of an index to fetch (default: this machine)")
+    _registry_flags(p)
+    return p
+
+
+def _push(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_push)
+    p.add_argument("ref", help="image name in the store")
+    p.add_argument("dest", nargs="?", help="push to this reference instead of REF")
+    p.add_argument("--by-digest", action="store_true", help="push without a tag")
+    _registry_flags(p)
+    backend.add_arguments(p)
+    return p
+
+
+def _login(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_login)
+    p.add_argument("server", nargs="?", default="docker.io")
+    p.add_argument("-u", "--username", required=True)
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--insecure", action="store_true")
+    p.add_argument("--ca-file", metavar="PEM", help="extra trusted CA certificates")
+    return p
+
+
+def _logout(prog: str) -> argparse.ArgumentParser:
+    p = command_parser(prog, cmd_logout)
+    p.add_argument("server", nargs="?", default="docker.io")
+    return p
+
+
+_PARSERS = {"pull": _pull, "push": _push, "login": _login, "logout": _logout}
+
+
+def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (pull, push, login or logout)."""
+    return _PARSERS[name](prog)

@@ -1,0 +1,184 @@
+"""What the command modules share: the parser class and global flags, the store a command opens,
+and the output helpers.
+
+``pallet --help`` imports this module, so it imports only the standard library at its top; the
+store and the reference parser are imported by the function that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..images import Image, ImageStore
+
+    # the one place the command line names the embedded store's module
+    from ..metadata.db import DB as DB
+
+    #: a command's function: parsed arguments in, exit status out
+    Run = Callable[[argparse.Namespace], int]
+    Group = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = [
+    "EXIT_USAGE",
+    "Parser",
+    "add_command",
+    "add_global_flags",
+    "command_group",
+    "command_parser",
+    "default_root",
+    "find_image",
+    "human",
+    "image_json",
+    "open_db",
+    "output",
+    "parse_kv",
+    "table",
+]
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"pallet: error: {message}\n")
+
+
+def add_global_flags(p: argparse.ArgumentParser, *, format: bool = True) -> None:
+    """``--root`` and ``--format``, accepted before the command and after it.
+
+    Their defaults are suppressed so that a value given before the command survives the command's
+    own parser; :func:`pallet.cli.main.main` fills in the defaults.
+    """
+    p.add_argument(
+        "--root",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="store root (default: $PALLET_ROOT or $XDG_DATA_HOME/pallet)",
+    )
+    if format:
+        p.add_argument(
+            "--format", choices=("text", "json"), default=argparse.SUPPRESS, help="output format"
+        )
+
+
+def command_parser(prog: str, fn: Run, *, format: bool = True, **kw: Any) -> Parser:
+    """The parser of a command without sub-commands (``pallet gc``), running ``fn``."""
+    p = Parser(prog=prog, **kw)
+    add_global_flags(p, format=format)
+    p.set_defaults(func=fn)
+    return p
+
+
+def command_group(prog: str) -> tuple[Parser, Group]:
+    """The parser of a command with sub-commands (``pallet images``) and the action to add them
+    to with :func:`add_command`."""
+    p = Parser(prog=prog)
+    return p, p.add_subparsers(dest="sub", required=True, parser_class=Parser)
+
+
+def add_command(group: Group, name: str, fn: Run, help: str, **kw: Any) -> argparse.ArgumentParser:
+    """Add sub-command ``name`` running ``fn`` (with ``--root`` and ``--format``) to ``group``."""
+    sp = group.add_parser(name, help=help, **kw)
+    add_global_flags(sp)
+    sp.set_defaults(func=fn)
+    return sp
+
+
+def default_root() -> Path:
+    """``$PALLET_ROOT``, else ``$XDG_DATA_HOME/pallet``, else ``~/.local/share/pallet``."""
+    from pathlib import Path
+
+    env = os.environ.get("PALLET_ROOT")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "pallet"
+
+
+def open_db(args: argparse.Namespace) -> DB:
+    """The embedded store at ``--root`` (else :func:`default_root`)."""
+    from ..metadata.db import open_db
+
+    return open_db(args.root or default_root())
+
+
+def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:
+    """Print ``obj`` as JSON with ``--format json``, else ``text()`` (if not empty)."""
+    if args.format == "json":
+        print(json.dumps(obj, indent=2, sort_keys=True))
+    else:
+        s = text()
+        if s:
+            print(s)
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """Left-aligned columns two spaces apart, as ``ctr``'s tables."""
+    allrows = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in allrows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in allrows
+    )
+
+
+def human(n: int) -> str:
+    """``n`` bytes in binary units: ``512 B``, ``1.5 KiB``."""
+    f = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if f < 1024 or unit == "TiB":
+            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+        f /= 1024
+    return str(n)
+
+
+def image_json(i: Image) -> dict[str, Any]:
+    """An image record as ``--format json`` prints it."""
+    return {
+        "name": i.name,
+        "target": i.target.to_json(),
+        "labels": dict(i.labels),
+        "created": i.created_at.isoformat() if i.created_at else None,
+        "updated": i.updated_at.isoformat() if i.updated_at else None,
+    }
+
+
+def parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
+    """``["k=v", ...]`` as a dict; ``what`` names an item in the error."""
+    out = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise InvalidArgument(f"{what} {it!r}: want key=value")
+        out[k] = v
+    return out
+
+
+def find_image(images: ImageStore, ref: str) -> Image:
+    """The image named ``ref`` as written, else by its normalised form (``foo`` ->
+    ``docker.io/library/foo:latest``)."""
+    from ..oci.reference import Reference
+
+    try:
+        return images.get(ref)
+    except NotFound:
+        pass
+    try:
+        full = str(Reference.parse(ref))
+    except InvalidArgument:
+        raise NotFound(f"image {ref}: not found") from None
+    try:
+        return images.get(full)
+    except NotFound:
+        raise NotFound(f"image {ref}: not found") from None
