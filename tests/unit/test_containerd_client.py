@@ -290,6 +290,30 @@ def test_cli_without_the_extra_is_one_line() -> None:
     assert r.stderr == f"pallet: error: {INSTALL_HINT}\n"
 
 
+def test_cli_daemon_from_the_flags_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pallet containerd …`` picks the daemon as every other command: ``--containerd`` and
+    ``--namespace``, else ``$PALLET_CONTAINERD_ADDRESS`` and ``$PALLET_CONTAINERD_NAMESPACE``."""
+    from pallet.cli.main import main
+
+    env_sock, flag_sock = tmp_path / "env.sock", tmp_path / "flag.sock"
+    monkeypatch.setenv("PALLET_CONTAINERD_ADDRESS", str(env_sock))
+    assert main(["containerd", "version"]) == 1
+    assert capsys.readouterr().err == (
+        f"pallet: error: containerd at {env_sock}: no such socket (is containerd running?)\n"
+    )
+    assert main(["containerd", "images", f"--containerd={flag_sock}"]) == 1
+    assert capsys.readouterr().err == (
+        f"pallet: error: containerd at {flag_sock}: no such socket (is containerd running?)\n"
+    )
+    assert main(["containerd", "version", "--namespace", ""]) == 2
+    assert capsys.readouterr().err == "pallet: error: namespace: must not be empty\n"
+    monkeypatch.setenv("PALLET_CONTAINERD_NAMESPACE", "bad ns")
+    assert main(["containerd", "version"]) == 2
+    assert capsys.readouterr().err.startswith("pallet: error: namespace 'bad ns': must match ")
+
+
 def test_an_unwritable_cache_builds_for_the_process(tmp_path: Path) -> None:
     cache = tmp_path / "ro"
     cache.write_text("a file where the cache directory should be")

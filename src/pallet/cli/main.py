@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import Error, InvalidArgument
 from ._common import EXIT_USAGE, Parser, add_global_flags
 
-__all__ = ["COMMANDS", "CommandInfo", "command_parser", "main"]
+__all__ = ["COMMANDS", "CommandInfo", "command_parser", "main", "parse_args"]
 
 
 class CommandInfo(NamedTuple):
