@@ -20,7 +20,8 @@ import pytest
 from pallet import labels as L
 from pallet.errors import InvalidArgument, NotFound
 from pallet.exporter import Source
-from pallet.exporter.image import ANNOTATION_REWRITTEN, ImageExporter
+from pallet.exporter.image import ImageExporter
+from pallet.exporter.layers import ANNOTATION_REWRITTEN
 from pallet.images import walk
 from pallet.metadata.db import DB
 from pallet.oci import mediatypes as mt

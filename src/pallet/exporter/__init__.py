@@ -12,6 +12,9 @@ Lifecycle (BuildKit's ``exporter.Exporter``): an :class:`Exporter` is built once
 * :mod:`.manifest`: manifest/index bytes, descriptors and GC labels;
 * :mod:`.plan`: ``Commit`` without the I/O: source + options -> per-platform targets, then
   layers -> every blob to write, root descriptor first known.
+
+The I/O halves: :mod:`.layers` builds each snapshot's layer blob, :mod:`.unpack` holds the
+unpacker protocols and pallet's own unpacker, :mod:`.image` is the exporter that drives them.
 """
 
 from __future__ import annotations
