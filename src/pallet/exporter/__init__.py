@@ -22,11 +22,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from . import _json
+
+if TYPE_CHECKING:
+    from ..progress import ProgressWriter
 
 __all__ = [
     "META_BASE_CONFIG",
@@ -90,8 +93,11 @@ class ExporterInstance(Protocol):
         """The progress vertex name, ``exporting to image``."""
         ...
 
-    def export(self, source: Source) -> dict[str, str]:
-        """Write (and name, unpack, push) the image; returns the response map."""
+    def export(self, source: Source, *, progress: ProgressWriter | None = None) -> dict[str, str]:
+        """Write (and name, unpack, push) the image; returns the response map.
+
+        ``progress`` receives this export's status events (default: the exporter's own).
+        """
         ...
 
 

@@ -88,7 +88,7 @@ class ImageExporter:
         snapshotter: holds the snapshots named by ``Source.ref``/``refs``.
         kind: ``image``, ``oci`` or ``docker``.
         unpacker: for ``unpack=true`` (default: :class:`NativeUnpacker` into ``snapshotter``).
-        progress: receives the status events.
+        progress: receives the status events of every export that is not given its own.
         stdout: where ``dest=-`` tarballs go (default: ``sys.stdout.buffer``).
         default_platform: the platform of a single image without one, and the one unpacked.
         remote_options: registry options for ``push``.
@@ -177,8 +177,10 @@ class ImageExporterInstance:
     def name(self) -> str:
         return _KINDS[self.exporter.kind]
 
-    def export(self, source: Source) -> dict[str, str]:
+    def export(self, source: Source, *, progress: ProgressWriter | None = None) -> dict[str, str]:
         """Write, name, unpack and push the image (or stream the tarball).
+
+        ``progress`` receives this export's status events (default: the exporter's).
 
         Returns the response map (``containerimage.digest``, ``containerimage.config.digest``,
         ``containerimage.descriptor``, ``image.name``).
@@ -189,7 +191,9 @@ class ImageExporterInstance:
             raise InvalidArgument(DOCKER_MANIFEST_LISTS)
         sink = self._tarball_sink_check()
         with temporary(exporter.leases) as lease:
-            job = _ExportJob(exporter, self.opts, plan, lease, exporter.progress)
+            if progress is None:
+                progress = exporter.progress
+            job = _ExportJob(exporter, self.opts, plan, lease, progress)
             graph = job.commit()
             if exporter.kind == "image":
                 name = job.name_unpack_push(graph)
