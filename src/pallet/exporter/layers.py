@@ -98,7 +98,8 @@ class RecordedLayer:
     diff_id: Digest
     #: ``pallet.io/layer.epoch`` as written: the epoch in seconds that the blob's mtimes were
     #: clamped to, ``""`` for none; None for a fixed blob (a base image's layer), whose bytes
-    #: do not depend on the export's epoch
+    #: do not depend on the export's epoch. (Stores drop empty labels, so ``""`` reads back as
+    #: None today; see ``test_a_clamped_layer_after_an_unclamped_one_is_computed_again``.)
     epoch: str | None = None
     #: the snapshot has no directory (``pallet.io/lazy``): the blob is the layer's only copy
     lazy: bool = False
