@@ -79,8 +79,14 @@ class SourceSnapshotter(Snapshotter, Protocol):
     def path(self, key: str) -> str: ...
 
 
+#: ``pallet.io/layer.epoch`` of a blob an export made without clamping mtimes. Not ``""``:
+#: stores drop empty labels, and a blob without the label reads back as a fixed one (a base
+#: image's layer), which is reused at any epoch.
+_UNCLAMPED = "none"
+
+
 def _epoch_label(epoch: int | None) -> str:
-    return "" if epoch is None else str(epoch)
+    return _UNCLAMPED if epoch is None else str(epoch)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,9 +103,8 @@ class RecordedLayer:
     size: int | None
     diff_id: Digest
     #: ``pallet.io/layer.epoch`` as written: the epoch in seconds that the blob's mtimes were
-    #: clamped to, ``""`` for none; None for a fixed blob (a base image's layer), whose bytes
-    #: do not depend on the export's epoch. (Stores drop empty labels, so ``""`` reads back as
-    #: None today; see ``test_a_clamped_layer_after_an_unclamped_one_is_computed_again``.)
+    #: clamped to, ``"none"`` for none; None for a fixed blob (a base image's layer), whose
+    #: bytes do not depend on the export's epoch.
     epoch: str | None = None
     #: the snapshot has no directory (``pallet.io/lazy``): the blob is the layer's only copy
     lazy: bool = False
@@ -154,7 +159,7 @@ class RecordedLayer:
     def clamped(self) -> bool:
         """Whether an export clamped the blob's mtimes to its epoch (then the layer's
         descriptor gets :data:`ANNOTATION_REWRITTEN`)."""
-        return not self.lazy and bool(self.epoch)
+        return not self.lazy and self.epoch not in (None, "", _UNCLAMPED)
 
 
 def hold(leases: LeaseManager, lease: str, digest: Digest) -> None:
