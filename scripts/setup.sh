@@ -31,5 +31,3 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-# compile the containerd API stubs now, so that the first use does not pay for it
-.venv/bin/python -m pallet.containerd._proto.build >/dev/null

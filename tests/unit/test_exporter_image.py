@@ -20,7 +20,8 @@ import pytest
 from pallet import labels as L
 from pallet.errors import InvalidArgument, NotFound
 from pallet.exporter import Source
-from pallet.exporter.image import ANNOTATION_REWRITTEN, ImageExporter
+from pallet.exporter.image import ImageExporter
+from pallet.exporter.layers import ANNOTATION_REWRITTEN
 from pallet.images import walk
 from pallet.metadata.db import DB
 from pallet.oci import mediatypes as mt
@@ -340,6 +341,19 @@ def test_progress_statuses_in_buildkit_order(db: DB, tmp_path: Path) -> None:
     ]
     assert all(e.error == "" for e in rec.events)
     assert [e.done for e in rec.events if e.id == "exporting layers"] == [False, True]
+
+
+def test_progress_given_to_one_export_goes_there_only(db: DB, tmp_path: Path) -> None:
+    s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
+    default, own = Recorder(), Recorder()
+    inst = exporter(db, progress=default).resolve({"name": "p:1", "unpack": "true"})
+    inst.export(Source(ref=s), progress=own)
+    assert default.events == []
+    assert own.ids()[0] == "exporting layers"
+    assert own.ids()[-2:] == ["naming to p:1", "unpacking to p:1"]
+    assert "layer s" in {e.id for e in own.events}  # the layer vertices too
+    inst.export(Source(ref=s))  # without: the exporter's own
+    assert default.ids()[-2:] == ["naming to p:1", "unpacking to p:1"]
 
 
 # -- unpack ------------------------------------------------------------------------------------

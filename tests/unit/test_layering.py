@@ -133,3 +133,82 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
         "content/probe.py:1: content may not import pallet.metadata",
         "content/probe.py:2: content may not import httpx",
     ]
+
+
+def _module_graph(src: Path) -> dict[str, set[str]]:
+    """module -> the pallet modules it imports, function-level imports included.
+
+    A module importing from a package it lives in (its own ``__init__``) is not an edge: the
+    package's protocols sit there for its implementations to use, as in containerd's layout.
+    """
+    names: dict[str, Path] = {}
+    for f in src.rglob("*.py"):
+        rel = f.relative_to(src.parent).with_suffix("")
+        names[".".join(rel.parts).removesuffix(".__init__")] = f
+    graph: dict[str, set[str]] = {m: set() for m in names}
+    for mod, f in names.items():
+        for target, _line in _imports(f, src):
+            # `from pkg import sub` resolves to the submodule when there is one
+            cands = [target, target.rpartition(".")[0]]
+            hit = next((c for c in cands if c in names), None)
+            if hit and hit != mod and not mod.startswith(hit + "."):
+                graph[mod].add(hit)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_imports_run_one_way() -> None:
+    """No circle of imports between modules, counting imports inside functions too."""
+    assert circles(_module_graph(SRC)) == []
+
+
+def test_a_circle_is_caught(tmp_path: Path) -> None:
+    pkg = tmp_path / "pallet" / "content"
+    pkg.mkdir(parents=True)
+    (tmp_path / "pallet" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from . import b\n")
+    (pkg / "b.py").write_text("from .a import f\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    assert circles(_module_graph(tmp_path / "pallet")) == [["pallet.content.a", "pallet.content.b"]]

@@ -6,14 +6,12 @@ We do not use :mod:`tarfile`, for two reasons:
 
 * **Speed.** Layers of small files are won or lost in the per-entry cost of the writer. tarfile
   builds a ``TarInfo`` object per member, encodes every field through several layers of method
-  calls and writes each header and each file separately; it manages roughly 8-12k entries/s on
-  the reference machine, against 75-130k/s for a bare walk that reads the same files. This
-  writer packs a header with one :class:`struct.Struct` call into a reusable 1 MiB buffer,
-  computes the checksum in C (:func:`zlib.adler32` over the variable fields, see
-  :func:`_checksum`), reads file data straight into that buffer with :func:`os.readv`, and
-  hands the sink a memoryview only when the buffer is full. With :mod:`pallet.archive.diff`
-  on 20,000 small files that is about 115k entries/s, ten times tarfile and within 15% of the
-  bare walk.
+  calls and writes each header and each file separately, which makes it many times slower
+  than a bare walk that reads the same files. This writer packs a header with one
+  :class:`struct.Struct` call into a reusable 1 MiB buffer, computes the checksum in C
+  (:func:`zlib.adler32` over the variable fields, see :func:`_checksum`), reads file data
+  straight into that buffer with :func:`os.readv`, and hands the sink a memoryview only when
+  the buffer is full, which brings it close to the bare walk (figures in BENCHMARKS.md).
 * **Determinism.** The bytes of a layer are its diffID, so every field is under our control:
   no uname/gname lookups, no atime/ctime, no process ids in PAX header names (GNU tar writes
   ``PaxHeaders.<pid>``), sorted PAX records, and no record padding that depends on a blocking

@@ -84,7 +84,7 @@ class _Unpacker:
     def begin(self, parent: str, lease: str) -> Any:
         """A daemon snapshot to fill while the layer is computed (bind mounts only)."""
         from ..containerd.unpack import local_dir
-        from ..exporter.image import SnapshotTarget
+        from ..exporter.unpack import SnapshotTarget
 
         sn = self.client.snapshotter(self.snapshotter)
         return SnapshotTarget.prepare(sn, parent, lease, local_dir)

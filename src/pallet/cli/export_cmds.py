@@ -24,7 +24,6 @@ from .progress import MODES, progress_session
 
 if TYPE_CHECKING:
     from ..oci.descriptor import Descriptor, Platform
-    from ..progress import ProgressWriter
     from ..rootfs import Layer as RootfsLayer
     from ._common import DB
     from .backend import Backend
@@ -464,7 +463,7 @@ def _warn(msg: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
-    from ..exporter.image import ImageExporter, ImageExporterInstance
+    from ..exporter.image import ImageExporter
     from ..leases import temporary
     from ..oci.descriptor import Platform
 
@@ -501,27 +500,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     db = open_db(args)
     backend = open_backend(args)
     try:
-
-        def exporter(
-            o: Mapping[str, str], progress: ProgressWriter | None = None
-        ) -> ImageExporterInstance:
-            """The exporter of output ``o``, resolved (its options checked, no I/O)."""
-            return ImageExporter(
+        exporters = []
+        for o in outputs:
+            exporter = ImageExporter(
                 content=backend.content,
                 images=backend.images,
                 leases=backend.leases,
                 snapshotter=db.snapshotter(),
                 kind=o["type"],
                 unpacker=backend.unpacker,
-                progress=progress,
                 stdout=sys.stdout.buffer,
                 default_platform=Platform.parse(plats[0]) if len(plats) == 1 else None,
                 remote_options=_remote_options(args),
                 on_warning=_warn,
-            ).resolve({k: v for k, v in o.items() if k != "type"})
-
-        # every option checked before any I/O; each export then gets its own progress renderer
-        names = [exporter(o).name for o in outputs]
+            )
+            attrs = {k: v for k, v in o.items() if k != "type"}
+            exporters.append(exporter.resolve(attrs))  # every option checked before any I/O
         response: dict[str, str] = {}
         with contextlib.ExitStack() as stack:
             slease = stack.enter_context(temporary(db.leases))
@@ -571,9 +565,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                     }
                 ).encode()
             src = Source(ref=ref, refs=refs, metadata=metadata)
-            for o, name in zip(outputs, names, strict=True):
-                with progress_session(args.progress, name) as r:
-                    response.update(exporter(o, r).export(src))
+            for inst in exporters:
+                with progress_session(args.progress, inst.name) as r:
+                    response.update(inst.export(src, progress=r))
     finally:
         backend.close()
     if args.metadata_file:
