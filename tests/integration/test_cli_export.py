@@ -155,6 +155,24 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     assert_untouched(root)
 
 
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ('type=image,"name=a', 'column 19: extraneous or missing " in quoted-field'),
+        ('type=image,name="a"b', 'column 17: bare " in non-quoted-field'),
+    ],
+)
+def test_output_quotes_are_as_strict_as_buildx(tmp_path: Path, spec: str, why: str) -> None:
+    """buildx reads -o with Go's encoding/csv: a stray quote is an error, not an image."""
+    src = tree(tmp_path / "d", {"f": b"1"})
+    root = tmp_path / "s"
+    p = pallet(root, "export", "--layer", str(src), "-o", spec, "--progress", "quiet")
+    assert p.returncode == 2
+    assert p.stderr.decode() == f"pallet: error: output {spec!r}: parse error on line 1, {why}\n"
+    assert p.stdout == b""
+    assert_untouched(root)
+
+
 def test_bad_inputs_exit_2(tmp_path: Path) -> None:
     root = tmp_path / "s"
     p = pallet(root, "export", "--layer", str(tmp_path / "nope"))
