@@ -187,6 +187,42 @@ def test_bad_inputs_exit_2(tmp_path: Path) -> None:
     assert_untouched(root)
 
 
+def test_file_growing_while_exported_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that grows while --rootfs reads it is an error naming it, not a file cut at its
+    first size. The file grows after its first read (a hook on the read, no timing involved);
+    it is larger than the tar writer's 1 MiB buffer, so it takes several reads."""
+    from pallet.cli.main import main
+
+    src = tree(tmp_path / "r", {"etc/a": b"a", "var/log/big": b"x" * 3_000_000})
+    big = os.fsencode(src / "var/log/big")
+    real_readv = os.readv
+    grown = []
+
+    def readv(fd: int, buffers: Any) -> int:
+        n = real_readv(fd, buffers)
+        if not grown and os.readlink(f"/proc/self/fd/{fd}").encode() == big:
+            grown.append(n)
+            with open(big, "ab") as f:
+                f.write(b"y" * 500_000)
+        return n
+
+    monkeypatch.setattr(os, "readv", readv)
+    root = tmp_path / "s"
+    rc = main(
+        ["--root", str(root), "export", "--rootfs", str(src), "-t", "g:1", "--progress", "quiet"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and grown
+    assert err == (
+        f"pallet: error: file {src}/var/log/big: changed while being read "
+        "(3000000 bytes when listed, 3500000 after reading)\n"
+    )
+    monkeypatch.undo()
+    assert_untouched(root)
+
+
 def test_rootfs_chain_gives_minimal_layers_with_whiteouts(tmp_path: Path) -> None:
     r1 = tree(tmp_path / "r1", {"etc/a": b"a", "etc/b": b"b", "usr/x": b"x" * 1000}, 1_600_000_000)
     r2 = tree(tmp_path / "r2", {"etc/a": b"a", "usr/x": b"y" * 1000}, 1_600_000_000)
