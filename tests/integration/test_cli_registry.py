@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from pallet.images import Image
@@ -52,6 +54,15 @@ def test_push_then_pull_into_another_store(
     db2.close()
     out = json.loads(pallet(dst, "fsck", "--format", "json").stdout)
     assert out == []
+    # the store's labels (containerd.io/distribution.source.<registry>) stay in the store:
+    # a tarball handed to others names no registry the image came through
+    p = pallet(dst, "save", dest, "-o", "-")
+    assert p.returncode == 0, p.stderr.decode()
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tf:
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+    assert [e["annotations"] for e in index["manifests"]] == [
+        {"io.containerd.image.name": dest, "org.opencontainers.image.ref.name": "v1"}
+    ]
 
 
 def test_push_unknown_image_and_bad_reference(tmp_path: Path) -> None:

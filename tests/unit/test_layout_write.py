@@ -332,22 +332,34 @@ def test_cli_stdout_gives_the_same_bytes_as_a_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1
 
 
-def test_distribution_source_labels_become_annotations(db: DB, tmp_path: Path) -> None:
-    """BuildKit HEAD copies the root's containerd.io/distribution.source.* labels (§7.3)."""
+def test_store_labels_stay_out_of_the_layout(db: DB, tmp_path: Path) -> None:
+    """Only OCI annotations go into index.json: the names and the root's own annotations, never
+    the store's containerd.io/* labels (a distribution source names the registry)."""
     from dataclasses import replace
 
-    img = image(db, tmp_path)
+    img, other = image(db, tmp_path), image(db, tmp_path, seed=1)
     info = db.content.info(img.manifest.digest)
-    key = "containerd.io/distribution.source.example.com"
+    key = "containerd.io/distribution.source.registry.internal"
     db.content.update(
         replace(info, labels={key: "team/app", "other": "x"}), [f"labels.{key}", "labels.other"]
     )
-    plan = plan_layout(
-        db.content, [ArchiveImage(target=img.manifest, names=("example.com/team/app:v1",))]
+    created = "org.opencontainers.image.created"
+    target = replace(
+        img.manifest,
+        annotations={created: "2024-01-02T03:04:05Z", key: "team/app", "pallet.io/layer.x": "y"},
     )
-    (entry,) = json.loads(plan.index_json)["manifests"]
-    assert entry["annotations"] == {
-        key: "team/app",
+    plan = plan_layout(
+        db.content,
+        [
+            ArchiveImage(target=target, names=("example.com/team/app:v1",)),
+            ArchiveImage(target=replace(other.manifest, annotations=target.annotations)),
+        ],
+    )
+    named, unnamed = json.loads(plan.index_json)["manifests"]
+    assert named["annotations"] == {
+        created: "2024-01-02T03:04:05Z",
         "io.containerd.image.name": "example.com/team/app:v1",
         "org.opencontainers.image.ref.name": "v1",
     }
+    assert unnamed["annotations"] == {created: "2024-01-02T03:04:05Z"}
+    assert b"containerd.io/" not in plan.index_json and b"registry.internal" not in plan.index_json

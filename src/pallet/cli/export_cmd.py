@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from ..rootfs import Layer as RootfsLayer
     from .backend import Backend
 
-__all__ = ["parse_output", "register"]
+__all__ = ["register"]
 
 
 class _Ordered(argparse.Action):
@@ -51,27 +50,6 @@ class _LayerAction(_Ordered):
 
 class _RootfsAction(_Ordered):
     metavar_kind = "rootfs"
-
-
-def parse_output(spec: str) -> dict[str, str]:
-    """``type=image,name=a,push=true`` as buildx parses it (CSV, so ``"name=a,b"`` works)."""
-    try:
-        fields = next(csv.reader([spec], skipinitialspace=True))
-    except (csv.Error, StopIteration) as exc:
-        raise InvalidArgument(f"output {spec!r}: {exc}") from exc
-    out: dict[str, str] = {}
-    for f in fields:
-        k, sep, v = f.partition("=")
-        k = k.strip().lower()
-        if not sep:
-            if k == "":
-                continue
-            raise InvalidArgument(f"output {spec!r}: invalid value {f!r}: want key=value")
-        if k in out and k not in ("name",):
-            raise InvalidArgument(f"output {spec!r}: duplicate key {k!r}")
-        out[k] = f"{out[k]},{v}" if k in out else v
-    out.setdefault("type", "image")
-    return out
 
 
 def register(sub: Any, common: Any, add: Any) -> None:
@@ -463,6 +441,7 @@ def _warn(msg: str) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
     from ..exporter.image import ImageExporter
+    from ..exporter.options import parse_output
     from ..leases import temporary
     from ..oci.descriptor import Platform
     from ..progress import NullProgress
