@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from pallet.oci.digest import Digest
 from support import oci_schemas
 from support.containerd import require_tool
@@ -58,7 +58,7 @@ def tree(root: Path, files: dict[str, bytes], mtime: int | None = None) -> Path:
 
 
 def read(root: Path, dgst: str) -> bytes:
-    db = open_db(root)
+    db = open_store(root)
     try:
         with db.content.open(Digest.parse(dgst)) as f:
             return f.read()
@@ -75,9 +75,9 @@ def layer_names(root: Path, desc: dict[str, Any]) -> set[str]:
 def assert_untouched(root: Path) -> None:
     """No image, no lease, and (after a collection) no blob."""
     ok(pallet(root, "gc"))
-    db = open_db(root)
+    db = open_store(root)
     try:
-        assert db.list() == []
+        assert db.images.list() == []
         assert db.leases.list() == []
         assert list(db.content.walk()) == []
     finally:
@@ -325,9 +325,9 @@ def test_reproducible_across_processes_and_stores(tmp_path: Path) -> None:
         )
         digests.append(ok(p).strip())
     assert digests[0] == digests[1]
-    db = open_db(tmp_path / "store0")
+    db = open_store(tmp_path / "store0")
     try:
-        assert int(db.get("r:1").created_at.timestamp()) == int(EPOCH)  # type: ignore[union-attr]
+        assert int(db.images.get("r:1").created_at.timestamp()) == int(EPOCH)  # type: ignore[union-attr]
     finally:
         db.close()
 
@@ -463,11 +463,11 @@ def test_push_only_export_never_downloads_the_base_layers(
             "quiet",
         )
     ).strip()
-    db = open_db(root2)
+    db = open_store(root2)
     try:
         present = {str(i.digest) for i in db.content.walk()}
         assert base_layer not in present
-        assert db.list() == []
+        assert db.images.list() == []
     finally:
         db.close()
     out = tmp_path / "copy"

@@ -104,7 +104,7 @@ def open_backend(args: argparse.Namespace) -> Backend:
         from .main import _db
 
         db = _db(args)
-        return Backend(content=db.content, images=db, leases=db.leases, where=str(db.root))
+        return Backend(content=db.content, images=db.images, leases=db.leases, where=str(db.root))
     from ..containerd import connect, from_env, namespace_from_env
 
     if getattr(args, "namespace", None) == "":

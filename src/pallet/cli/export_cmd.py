@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from ..oci.descriptor import Descriptor, Platform
     from ..rootfs import Layer as RootfsLayer
     from .backend import Backend
@@ -348,7 +348,7 @@ def _layer_labels(layer: RootfsLayer) -> dict[str, str]:
 
 
 def _base_chain(
-    db: DB,
+    db: Store,
     backend: Backend,
     layers: Sequence[RootfsLayer],
     materialize: bool,
@@ -388,7 +388,7 @@ def _base_chain(
     return parent
 
 
-def _stack(db: DB, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
+def _stack(db: Store, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
     import secrets
 
     from .. import labels as L

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from ..oci.descriptor import Descriptor
     from ..remote import Options
 
@@ -65,19 +65,19 @@ def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
     )
 
 
-def name_image(db: DB, name: str, target: Descriptor) -> None:
+def name_image(db: Store, name: str, target: Descriptor) -> None:
     """Point ``name`` at ``target`` (update, else create), as the exporter names images."""
     from ..errors import NotFound
     from ..images import Image
 
     try:
-        db.update(Image(name=name, target=target), ["target"])
+        db.images.update(Image(name=name, target=target), ["target"])
     except NotFound:
-        db.create(Image(name=name, target=target))
+        db.images.create(Image(name=name, target=target))
 
 
 def pull_into(
-    db: DB,
+    db: Store,
     ref: str,
     *,
     platform: str | None,
