@@ -10,6 +10,7 @@ APT_PACKAGES=(
   tar gzip pigz zstd attr                  # GNU tar interop, peers of the compression pipeline
   umoci skopeo docker-registry             # interop: layout unpack, copy, a real registry
   containerd runc busybox-static           # interop: a private containerd, ctr run
+  docker.io podman                         # interop: a private dockerd, rootful podman
 )
 
 missing=()

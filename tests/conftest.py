@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
 
 
 def require_tool(name: str) -> str:
@@ -21,8 +21,8 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store")
+def db(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store")
     yield d
     d.close()
 

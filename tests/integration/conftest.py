@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
 from support.registry import PASSWORD, USER, Registry, start_registry
 
 
@@ -40,15 +40,15 @@ def repo() -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store")
+def store(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store")
     yield d
     d.close()
 
 
 @pytest.fixture
-def store2(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store2")
+def store2(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store2")
     yield d
     d.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from pallet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.images import walk
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
@@ -70,7 +70,7 @@ def layout_root(d: Path) -> str:
     return str(index["manifests"][0]["digest"])
 
 
-def _graph(db: DB, root: Descriptor) -> set[str]:
+def _graph(db: Store, root: Descriptor) -> set[str]:
     return {str(d.digest) for d in walk(db.content, root)}
 
 
@@ -81,7 +81,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
 
 
 def test_round_trip_checked_by_skopeo(
-    registry: Registry, store: DB, store2: DB, repo: str, tmp_path: Path
+    registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
     root, blobs = build_image(store, [3 * MiB, 20000, 0], seed=21)
     o = options_for(registry, chunk_size=1 * MiB, monolithic_max=1 * MiB)
@@ -128,7 +128,7 @@ def test_round_trip_checked_by_skopeo(
 
 
 def test_index_push_tags_only_the_root_and_platform_pull(
-    token_registry: Registry, store: DB, store2: DB, repo: str, tmp_path: Path
+    token_registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
     shared = b"shared layer " * 5000
     amd, amd_blobs = build_image(store, [40000], seed=31, shared=[shared])
@@ -187,7 +187,9 @@ def _tags(reg: Registry, repo: str, o: Options) -> list[str]:
     return sorted(json.loads(resp.body).get("tags") or [])
 
 
-def test_push_by_digest_and_several_names(plain_registry: Registry, store: DB, repo: str) -> None:
+def test_push_by_digest_and_several_names(
+    plain_registry: Registry, store: Store, repo: str
+) -> None:
     root, _ = build_image(store, [1000], seed=41)
     o = options_for(plain_registry)
     with pytest.raises(
@@ -264,7 +266,7 @@ def _oci_layout(d: Path, docker_types: bool = False) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("fmt", ["oci", "v2s2"])
 def test_pull_image_pushed_by_skopeo(
-    plain_registry: Registry, store: DB, repo: str, tmp_path: Path, fmt: str
+    plain_registry: Registry, store: Store, repo: str, tmp_path: Path, fmt: str
 ) -> None:
     _, blob_digests = _oci_layout(tmp_path / "src")
     skopeo(
@@ -286,7 +288,7 @@ def test_pull_image_pushed_by_skopeo(
 
 
 def test_lazy_pull_then_push_mounts_base_layers(
-    plain_registry: Registry, token_registry: Registry, store: DB, store2: DB, repo: str
+    plain_registry: Registry, token_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
     base, base_blobs = build_image(store, [2 * MiB, 30000], seed=51)
     o = options_for(plain_registry)
@@ -327,7 +329,7 @@ def test_lazy_pull_then_push_mounts_base_layers(
         )
 
 
-def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: DB, repo: str) -> None:
+def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: Store, repo: str) -> None:
     root, _ = build_image(store, [1000], seed=61)
     name = f"{tls_registry.host}/{repo}:v1"
     no_ca = options_for(tls_registry, ca_file=None)
@@ -338,7 +340,7 @@ def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: DB, repo: s
 
 
 def test_wrong_password_is_unauthorized(
-    tls_registry: Registry, token_registry: Registry, store: DB, repo: str
+    tls_registry: Registry, token_registry: Registry, store: Store, repo: str
 ) -> None:
     from pallet.remote import Credentials, Unauthorized
 

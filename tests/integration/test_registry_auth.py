@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pallet.errors import Error
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.progress import Progress
 from pallet.remote import (
     Credentials,
@@ -43,7 +43,9 @@ def config_path() -> Path:
 
 
 @pytest.mark.parametrize("kind", ["tls", "token"])
-def test_login_push_logout(kind: str, request: pytest.FixtureRequest, store: DB, repo: str) -> None:
+def test_login_push_logout(
+    kind: str, request: pytest.FixtureRequest, store: Store, repo: str
+) -> None:
     reg: Registry = request.getfixturevalue(f"{kind}_registry")
     root, _ = build_image(store, [2000], seed=71)
     o = anon(reg)
@@ -78,8 +80,8 @@ def _helper(bin_dir: Path, log: Path, user: str, secret: str) -> None:
 
 def test_credential_helper_is_asked_once_per_registry(
     token_registry: Registry,
-    store: DB,
-    store2: DB,
+    store: Store,
+    store2: Store,
     repo: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -97,7 +99,7 @@ def test_credential_helper_is_asked_once_per_registry(
 
 
 def test_identity_token_uses_the_oauth2_refresh_grant(
-    token_registry: Registry, store: DB, repo: str
+    token_registry: Registry, store: Store, repo: str
 ) -> None:
     ts = token_registry.token_server
     assert ts is not None
@@ -115,7 +117,7 @@ def test_identity_token_uses_the_oauth2_refresh_grant(
 
 
 def test_registry_auth_file(
-    tls_registry: Registry, store: DB, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tls_registry: Registry, store: Store, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     auth = tmp_path / "auth.json"
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -145,7 +147,7 @@ def acl(token_registry: Registry) -> Iterator[None]:
 
 
 def test_mount_without_pull_on_the_source_falls_back(
-    token_registry: Registry, store: DB, repo: str, acl: None
+    token_registry: Registry, store: Store, repo: str, acl: None
 ) -> None:
     root, _ = build_image(store, [3000, 4000], seed=75)
     bob = options_for(
@@ -161,7 +163,7 @@ def test_mount_without_pull_on_the_source_falls_back(
 
 
 def _failures(
-    reg: Registry, o: Options, bad: Options, store: DB, store2: DB, root: object, repo: str
+    reg: Registry, o: Options, bad: Options, store: Store, store2: Store, root: object, repo: str
 ) -> list[str]:
     out = []
     calls = (
@@ -180,8 +182,8 @@ def _failures(
 def test_no_secret_in_output_logs_progress_or_errors(
     token_registry: Registry,
     tls_registry: Registry,
-    store: DB,
-    store2: DB,
+    store: Store,
+    store2: Store,
     repo: str,
     capfd: pytest.CaptureFixture[str],
 ) -> None:

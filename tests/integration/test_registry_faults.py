@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci.digest import Digest
 from pallet.remote import Options, PushOutcome, RegistryError, RetryPolicy, pull, push, resolve
 from support.faultproxy import FaultProxy, Rule
@@ -45,7 +45,7 @@ def _check_in_registry(reg: Registry, repo: str, tag: str, root: object) -> None
 
 
 def test_reset_mid_upload_resumes_from_the_registry_range(
-    plain_registry: Registry, store: DB, repo: str
+    plain_registry: Registry, store: Store, repo: str
 ) -> None:
     root, blobs = build_image(store, [20 * MiB], seed=11)
     # nginx-style request buffering: the partial chunk never reaches the registry
@@ -64,7 +64,7 @@ def test_reset_mid_upload_resumes_from_the_registry_range(
 
 
 def test_reset_mid_upload_streaming_proxy_still_succeeds(
-    plain_registry: Registry, store: DB, repo: str
+    plain_registry: Registry, store: Store, repo: str
 ) -> None:
     """distribution 2.8 cancels a session whose size no longer matches its state token, so a
     partial chunk that reached it forces a restart; the push must still succeed."""
@@ -77,7 +77,7 @@ def test_reset_mid_upload_streaming_proxy_still_succeeds(
     _check_in_registry(plain_registry, repo, "v1", root)
 
 
-def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: DB, repo: str) -> None:
+def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: Store, repo: str) -> None:
     root, _blobs = build_image(store, [3 * MiB, 1000], seed=13)
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "respond", status=502))
     proxy.add(Rule("POST", r"/blobs/uploads/$", "respond", status=503))
@@ -107,7 +107,7 @@ def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: DB, repo: str) -
     assert got.digest == root.digest
 
 
-def test_slow_responses_and_timeouts(proxy: FaultProxy, store: DB, repo: str) -> None:
+def test_slow_responses_and_timeouts(proxy: FaultProxy, store: Store, repo: str) -> None:
     root, _ = build_image(store, [2 * MiB], seed=14)
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "delay", seconds=0.3, times=-1))
     proxy.add(Rule("HEAD", r"/manifests/", "delay", seconds=2.0))  # beyond the read timeout
@@ -120,14 +120,14 @@ def test_slow_responses_and_timeouts(proxy: FaultProxy, store: DB, repo: str) ->
     assert resolve(f"{proxy.host}/{repo}:v1").digest == root.digest  # type: ignore[attr-defined]
 
 
-def _first_push(reg: Registry, store: DB, repo: str) -> tuple[object, list[object]]:
+def _first_push(reg: Registry, store: Store, repo: str) -> tuple[object, list[object]]:
     root, blobs = build_image(store, [2 * MiB, 3000], seed=15)
     push(store.content, root, f"{reg.host}/{repo}-base:v1", options=opts())  # type: ignore[arg-type]
     return root, blobs
 
 
 def test_mount_answering_401_falls_back_to_upload(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     proxy.add(Rule("POST", r"mount=", "respond", status=401, times=-1))
@@ -144,7 +144,7 @@ def test_mount_answering_401_falls_back_to_upload(
 
 
 def test_mount_answering_202_uploads_into_that_session(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     proxy.add(Rule("POST", r"mount=", "strip_mount", times=-1))
@@ -156,7 +156,7 @@ def test_mount_answering_202_uploads_into_that_session(
     assert resolve(f"{proxy.host}/{repo}:v1").digest == root.digest  # type: ignore[attr-defined]
 
 
-def test_mount_across_repositories(plain_registry: Registry, store: DB, repo: str) -> None:
+def test_mount_across_repositories(plain_registry: Registry, store: Store, repo: str) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     with FaultProxy(plain_registry.host) as p:
         res = push(store.content, root, f"{p.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
@@ -167,7 +167,7 @@ def test_mount_across_repositories(plain_registry: Registry, store: DB, repo: st
 
 
 def test_retries_exhausted_name_the_blob_and_status(
-    proxy: FaultProxy, store: DB, repo: str
+    proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root, _blobs = build_image(store, [5000], seed=16)
     proxy.add(Rule("POST", r"/blobs/uploads/", "respond", status=503, times=-1))
@@ -184,7 +184,7 @@ def test_retries_exhausted_name_the_blob_and_status(
 
 
 def test_pull_resumes_a_cut_download_with_range(
-    plain_registry: Registry, store: DB, store2: DB, repo: str
+    plain_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
     root, blobs = build_image(store, [8 * MiB], seed=17)
     push(store.content, root, f"{plain_registry.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
@@ -202,7 +202,7 @@ def test_pull_resumes_a_cut_download_with_range(
 
 
 def test_redirected_blob_get_carries_no_credentials(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, store2: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, store2: Store, repo: str
 ) -> None:
     from pallet.remote import Credentials
 
@@ -237,7 +237,7 @@ def test_redirected_blob_get_carries_no_credentials(
 
 
 def test_push_again_to_the_same_tag_is_one_head(
-    proxy: FaultProxy, store: DB, repo: str, plain_registry: Registry
+    proxy: FaultProxy, store: Store, repo: str, plain_registry: Registry
 ) -> None:
     """Against the real registry: a second push of what the tag already names asks once and
     sends nothing; a push of another image to that tag does the full push and moves the tag."""

@@ -21,7 +21,7 @@ import pytest
 from pallet.archive.diff import write_diff
 from pallet.compression import Compression
 from pallet.compression.pipeline import write_layer
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
@@ -119,7 +119,7 @@ def _produce_bytes(data: bytes):  # type: ignore[no-untyped-def]
 
 
 def build_image(
-    db: DB,
+    db: Store,
     layers: list[Path | bytes],
     *,
     oci: bool = True,
@@ -184,7 +184,7 @@ def build_image(
 
 
 def build_index(
-    db: DB, images: list[BuiltImage], *, oci: bool = True, lease: str | None = None
+    db: Store, images: list[BuiltImage], *, oci: bool = True, lease: str | None = None
 ) -> Descriptor:
     """An index (OCI) or manifest list (Docker) over ``images``, each with its platform."""
     from dataclasses import replace
@@ -268,10 +268,10 @@ class Interop:
         return self._cache[ck]
 
 
-def _open(root: Path) -> DB:
-    from pallet.metadata.db import open_db
+def _open(root: Path) -> Store:
+    from pallet.metadata.store import open_store
 
-    return open_db(root)
+    return open_store(root)
 
 
 def build_interop(base: Path) -> Interop:
@@ -312,7 +312,7 @@ def build_interop(base: Path) -> Interop:
             ]
             built[key], roots[key] = imgs, build_index(db, imgs, oci=oci)
         for key, root in roots.items():
-            db.create(Image(name=f"example.com/interop/{key}:v1", target=root))
+            db.images.create(Image(name=f"example.com/interop/{key}:v1", target=root))
     finally:
         db.close()
     work = base / "work"

@@ -8,14 +8,14 @@ import os
 import random
 
 from pallet.errors import AlreadyExists
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
 
 
 def put(
-    db: DB,
+    db: Store,
     data: bytes,
     *,
     labels: dict[str, str] | None = None,
@@ -33,7 +33,7 @@ def put(
 
 
 def random_image(
-    db: DB,
+    db: Store,
     seed: int,
     *,
     layers: int = 2,
@@ -68,7 +68,7 @@ def random_image(
     return put(db, manifest, labels=labels, lease=lease, media_type=mt.OCI_MANIFEST)
 
 
-def graph(db: DB, desc: Descriptor) -> set[str]:
+def graph(db: Store, desc: Descriptor) -> set[str]:
     from pallet.images import walk
 
     return {d.digest for d in walk(db.content, desc)}

@@ -1,17 +1,16 @@
 """Image store, lease manager and snapshotter over a real containerd.
 
-The embedded store's image and lease tests (test_metadata.py) run unchanged against the
-containerd client through a ``db`` fixture that offers the same surface (the image store
-methods, ``.leases`` and ``.content``); the garbage-collection tests there drive pallet's own
+The embedded store's image and lease tests (test_metadata.py) run unchanged against containerd:
+here the ``db`` fixture is a containerd client, which has the embedded store's ``.content``,
+``.images`` and ``.leases``. The garbage-collection tests there drive pallet's own
 collector and have containerd counterparts in tests/integration/test_containerd_e2e.py. The
 snapshotter test mirrors test_snapshots.py with containerd's ``native`` snapshotter.
 """
 
 from __future__ import annotations
 
-import builtins
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,34 +27,10 @@ from support.ctrd import client as client  # the fixture
 from support.ctrd import ctrd as ctrd  # the fixture
 
 
-class Db:
-    """The parts of pallet's ``DB`` that the embedded tests use, backed by containerd."""
-
-    def __init__(self, c: Client) -> None:
-        self.client = c
-        self.content = c.content
-        self.leases = c.leases
-
-    def get(self, name: str) -> Image:
-        return self.client.images.get(name)
-
-    def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]:
-        return self.client.images.list(filters)
-
-    def create(self, image: Image) -> Image:
-        return self.client.images.create(image)
-
-    def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
-        return self.client.images.update(image, fieldpaths)
-
-    def delete(self, name: str, *, sync: bool = False) -> None:
-        self.client.images.delete(name, sync=sync)
-
-
 @pytest.fixture
-def db(ctrd: Ctrd) -> Iterator[Db]:
+def db(ctrd: Ctrd) -> Iterator[Client]:
     c = ctrd.client(new_namespace("meta"))
-    yield Db(c)
+    yield c
     c.close()
 
 

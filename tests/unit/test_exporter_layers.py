@@ -13,7 +13,7 @@ from pallet.errors import InvalidArgument, NotFound
 from pallet.exporter.layers import ANNOTATION_REWRITTEN, LayerBuilder, RecordedLayer
 from pallet.exporter.options import resolve
 from pallet.leases import temporary
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci.descriptor import Platform
 from pallet.oci.digest import Digest
 from pallet.progress import NullProgress
@@ -109,7 +109,7 @@ def test_which_epochs_a_recorded_blob_stands_for(
 # -- LayerBuilder ------------------------------------------------------------------------------
 
 
-def builder(db: DB, lease: str, *, allow_lazy: bool = False, **attrs: str) -> LayerBuilder:
+def builder(db: Store, lease: str, *, allow_lazy: bool = False, **attrs: str) -> LayerBuilder:
     return LayerBuilder(
         content=db.content,
         leases=db.leases,
@@ -130,7 +130,7 @@ def snapshot_dir(tmp_path: Path, name: str, data: bytes) -> Path:
     return d
 
 
-def test_a_computed_layer_is_recorded_and_then_reused(db: DB, tmp_path: Path) -> None:
+def test_a_computed_layer_is_recorded_and_then_reused(db: Store, tmp_path: Path) -> None:
     sn = db.snapshotter()
     sn.commit_dir("s", snapshot_dir(tmp_path, "t", b"x" * 1000), "")
     with temporary(db.leases) as lease:
@@ -154,7 +154,9 @@ def test_a_computed_layer_is_recorded_and_then_reused(db: DB, tmp_path: Path) ->
         assert sn.stat("s").labels[L.LAYER_BLOB] == str(other.descriptor.digest)
 
 
-def test_a_clamped_layer_after_an_unclamped_one_is_computed_again(db: DB, tmp_path: Path) -> None:
+def test_a_clamped_layer_after_an_unclamped_one_is_computed_again(
+    db: Store, tmp_path: Path
+) -> None:
     sn = db.snapshotter()
     sn.commit_dir("s", snapshot_dir(tmp_path, "t", b"x" * 1000), "")
     with temporary(db.leases) as lease:
@@ -163,7 +165,7 @@ def test_a_clamped_layer_after_an_unclamped_one_is_computed_again(db: DB, tmp_pa
     assert clamped.descriptor.digest != plain.descriptor.digest
 
 
-def test_damaged_labels_on_a_snapshot_only_cost_the_reuse(db: DB, tmp_path: Path) -> None:
+def test_damaged_labels_on_a_snapshot_only_cost_the_reuse(db: Store, tmp_path: Path) -> None:
     sn = db.snapshotter()
     sn.commit_dir("good", snapshot_dir(tmp_path, "a", b"same"), "")
     sn.commit_dir(
@@ -179,7 +181,7 @@ def test_damaged_labels_on_a_snapshot_only_cost_the_reuse(db: DB, tmp_path: Path
     assert sn.stat("bad").labels[L.LAYER_BLOB] == str(good.descriptor.digest)
 
 
-def test_a_lazy_layer_whose_blob_is_gone(db: DB) -> None:
+def test_a_lazy_layer_whose_blob_is_gone(db: Store) -> None:
     sn = db.snapshotter()
     sn.commit_lazy("lazy", labels=recorded_labels())
     with temporary(db.leases) as lease:

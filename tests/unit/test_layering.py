@@ -107,7 +107,7 @@ def violations(src: Path) -> list[str]:
                 # the exporter sees stores only through their protocols
                 if pkg == "exporter" and (
                     mod.endswith(".local")
-                    or mod.endswith("metadata.db")
+                    or mod.endswith("metadata.store")
                     or mod.endswith("remote.client")
                 ):
                     bad.append(f"{f.relative_to(src)}:{line}: exporter imports concrete {mod}")
@@ -128,7 +128,7 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
     fake = tmp_path / "pallet" / "content"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("from ..errors import NotFound\n")
-    (fake / "probe.py").write_text("from ..metadata import db\nimport httpx\nimport os\n")
+    (fake / "probe.py").write_text("from ..metadata import store\nimport httpx\nimport os\n")
     assert violations(tmp_path / "pallet") == [
         "content/probe.py:1: content may not import pallet.metadata",
         "content/probe.py:2: content may not import httpx",
@@ -212,3 +212,65 @@ def test_a_circle_is_caught(tmp_path: Path) -> None:
     (pkg / "b.py").write_text("from .a import f\n")
     (pkg / "c.py").write_text("from . import a\n")
     assert circles(_module_graph(tmp_path / "pallet")) == [["pallet.content.a", "pallet.content.b"]]
+
+
+# pallet.metadata, as containerd's core/metadata: the database at the bottom, one module per
+# table over it, the collector and fsck over the tables, the facade on top. Keep in step with the
+# doc's metadata row.
+METADATA: dict[str, set[str]] = {
+    "_sqlite": set(),
+    "leases": {"_sqlite"},
+    "content": {"_sqlite", "leases"},
+    "images": {"_sqlite"},
+    "snapshots": {"_sqlite", "leases"},
+    "gc": {"_sqlite", "leases"},
+    "fsck": {"_sqlite"},
+    "store": {"_sqlite", "leases", "content", "images", "snapshots", "gc", "fsck"},
+}
+
+
+def metadata_violations(src: Path) -> list[str]:
+    """Imports inside ``metadata`` that go up or sideways, and private names reached through
+    anything but ``self``/``cls`` (``db._conn()``)."""
+    pkg = src / "metadata"
+    graph = _module_graph(src)
+    bad: list[str] = []
+    for f in sorted(pkg.glob("*.py")):
+        if f.name == "__init__.py":
+            continue
+        name = f.stem
+        allowed = METADATA.get(name)
+        if allowed is None:
+            bad.append(f"metadata/{f.name}: missing from the metadata table")
+            continue
+        for target in sorted(graph[f"pallet.metadata.{name}"]):
+            sub = target.removeprefix("pallet.metadata.")
+            if target.startswith("pallet.metadata.") and sub not in allowed:
+                bad.append(f"metadata/{f.name}: may not import {target}")
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                bad.append(f"metadata/{f.name}:{node.lineno}: reaches into .{node.attr}")
+    return bad
+
+
+def test_metadata_imports_run_down_and_use_public_names() -> None:
+    assert metadata_violations(SRC) == []
+
+
+def test_a_metadata_violation_is_caught(tmp_path: Path) -> None:
+    pkg = tmp_path / "pallet" / "metadata"
+    pkg.mkdir(parents=True)
+    (tmp_path / "pallet" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_sqlite.py").write_text("")
+    (pkg / "store.py").write_text("")
+    (pkg / "images.py").write_text("from . import store\n\ndef f(db):\n    return db._conn()\n")
+    assert metadata_violations(tmp_path / "pallet") == [
+        "metadata/images.py: may not import pallet.metadata.store",
+        "metadata/images.py:4: reaches into ._conn",
+    ]

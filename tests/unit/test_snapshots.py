@@ -1,4 +1,4 @@
-"""Native snapshotter conformance (containerd's snapshot testsuite in spirit), on the real DB."""
+"""Native snapshotter conformance (containerd's snapshot testsuite in spirit), on the real store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from pallet.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pallet.leases import temporary
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.snapshots import Kind
 from support.store import put
 
@@ -31,7 +31,7 @@ def tree(path: str | Path) -> dict[str, tuple[int, bytes | str | None]]:
     return out
 
 
-def test_prepare_commit_chain_and_errors(db: DB) -> None:
+def test_prepare_commit_chain_and_errors(db: Store) -> None:
     sn = db.snapshotter()
     m = sn.prepare("k1")
     assert len(m) == 1 and m[0].type == "bind" and "rw" in m[0].options
@@ -94,7 +94,7 @@ def test_prepare_commit_chain_and_errors(db: DB) -> None:
     assert list(sn.root.iterdir()) == []
 
 
-def test_commit_dir_does_not_copy(db: DB, tmp_path: Path) -> None:
+def test_commit_dir_does_not_copy(db: Store, tmp_path: Path) -> None:
     user = tmp_path / "user"
     user.mkdir()
     (user / "big").write_bytes(b"x" * 100_000)
@@ -111,7 +111,7 @@ def test_commit_dir_does_not_copy(db: DB, tmp_path: Path) -> None:
         sn.commit_dir("bad", tmp_path / "nope")
 
 
-def test_gc_collects_snapshots_by_labels_and_leases(db: DB) -> None:
+def test_gc_collects_snapshots_by_labels_and_leases(db: Store) -> None:
     sn = db.snapshotter()
     with temporary(db.leases) as lid:
         sn.prepare("a", lease=lid)

@@ -1,8 +1,9 @@
 """What the command modules share: the parser class and global flags, the store a command opens,
 and the output helpers.
 
-``pallet --help`` imports this module, so it imports only the standard library at its top; the
-store and the reference parser are imported by the function that needs them.
+``pallet --help`` imports this module, so it imports only the standard library and
+:mod:`pallet.errors` at its top; the store and the reference parser are imported by the function
+that needs them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from ..images import Image, ImageStore
 
     # the one place the command line names the embedded store's module
-    from ..metadata.db import DB as DB
+    from ..metadata.store import Store as Store
 
     #: a command's function: parsed arguments in, exit status out
     Run = Callable[[argparse.Namespace], int]
@@ -38,7 +39,7 @@ __all__ = [
     "find_image",
     "human",
     "image_json",
-    "open_db",
+    "open_store",
     "output",
     "parse_kv",
     "table",
@@ -107,11 +108,11 @@ def default_root() -> Path:
     return base / "pallet"
 
 
-def open_db(args: argparse.Namespace) -> DB:
+def open_store(args: argparse.Namespace) -> Store:
     """The embedded store at ``--root`` (else :func:`default_root`)."""
-    from ..metadata.db import open_db
+    from ..metadata import store
 
-    return open_db(args.root or default_root())
+    return store.open_store(args.root or default_root())
 
 
 def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:

@@ -34,7 +34,7 @@ from ..leases import new_id
 from ..oci.descriptor import Platform
 from ..oci.reference import Reference
 from . import backend
-from ._common import command_parser, find_image, open_db
+from ._common import command_parser, find_image, open_store
 
 __all__ = ["build_parser"]
 
@@ -54,10 +54,10 @@ def _archive_names(name: str) -> tuple[str, ...]:
 
 # --- save ---------------------------------------------------------------------------------------
 def cmd_save(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     imgs = []
     for ref in args.refs:
-        img = find_image(db, ref)
+        img = find_image(db.images, ref)
         names = _archive_names(img.name)
         if not names:
             raise InvalidArgument(f"image {img.name}: its name is not an image reference")
@@ -95,7 +95,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 # --- load ---------------------------------------------------------------------------------------
 def cmd_load(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     src = args.input
     if src == "-" and sys.stdin.isatty():
         raise InvalidArgument("refusing to read an archive from a terminal; use -i FILE")
@@ -105,12 +105,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         res: LoadResult
         if src == "-":
-            res = load_archive(sys.stdin.buffer, db.content, db, lease=lease, tag=args.tag)
+            res = load_archive(sys.stdin.buffer, db.content, db.images, lease=lease, tag=args.tag)
         elif os.path.isdir(src):
-            res = load_directory(src, db.content, db, lease=lease, tag=args.tag)
+            res = load_directory(src, db.content, db.images, lease=lease, tag=args.tag)
         else:
             with open(src, "rb") as f:
-                res = load_archive(f, db.content, db, lease=lease, tag=args.tag)
+                res = load_archive(f, db.content, db.images, lease=lease, tag=args.tag)
         ok = True
     finally:
         # on failure, collect what was written: nothing of the archive stays

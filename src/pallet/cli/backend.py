@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ._common import open_db
+from ._common import open_store
 
 if TYPE_CHECKING:
     from ..containerd import Client
@@ -134,8 +134,8 @@ def connect(args: argparse.Namespace) -> Client:
 def open_backend(args: argparse.Namespace) -> Backend:
     """The embedded store at ``--root``, or containerd when asked for."""
     if not wants_containerd(args):
-        db = open_db(args)
-        return Backend(content=db.content, images=db, leases=db.leases, where=str(db.root))
+        db = open_store(args)
+        return Backend(content=db.content, images=db.images, leases=db.leases, where=str(db.root))
     client = connect(args)
     sn = (
         getattr(args, "snapshotter", None)

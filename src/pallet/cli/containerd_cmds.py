@@ -27,7 +27,7 @@ from ._common import (
     find_image,
     human,
     image_json,
-    open_db,
+    open_store,
     output,
     table,
 )
@@ -51,8 +51,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from ..containerd import copy_image
 
-    db = open_db(args)
-    img = find_image(db, args.ref)
+    db = open_store(args)
+    img = find_image(db.images, args.ref)
     platform = Platform.parse(args.platform) if args.platform else None
     with backend.connect(args) as c:
         res = copy_image(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -18,17 +17,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ._common import command_parser, open_db
+from ._common import command_parser, open_store
 from .backend import add_arguments, open_backend
 from .progress import MODES, progress_session
 
 if TYPE_CHECKING:
     from ..oci.descriptor import Descriptor, Platform
     from ..rootfs import Layer as RootfsLayer
-    from ._common import DB
+    from ._common import Store
     from .backend import Backend
 
-__all__ = ["build_parser", "parse_output"]
+__all__ = ["build_parser"]
 
 
 class _Ordered(argparse.Action):
@@ -54,27 +53,6 @@ class _LayerAction(_Ordered):
 
 class _RootfsAction(_Ordered):
     metavar_kind = "rootfs"
-
-
-def parse_output(spec: str) -> dict[str, str]:
-    """``type=image,name=a,push=true`` as buildx parses it (CSV, so ``"name=a,b"`` works)."""
-    try:
-        fields = next(csv.reader([spec], skipinitialspace=True))
-    except (csv.Error, StopIteration) as exc:
-        raise InvalidArgument(f"output {spec!r}: {exc}") from exc
-    out: dict[str, str] = {}
-    for f in fields:
-        k, sep, v = f.partition("=")
-        k = k.strip().lower()
-        if not sep:
-            if k == "":
-                continue
-            raise InvalidArgument(f"output {spec!r}: invalid value {f!r}: want key=value")
-        if k in out and k not in ("name",):
-            raise InvalidArgument(f"output {spec!r}: duplicate key {k!r}")
-        out[k] = f"{out[k]},{v}" if k in out else v
-    out.setdefault("type", "image")
-    return out
 
 
 def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
@@ -371,7 +349,7 @@ def _layer_labels(layer: RootfsLayer) -> dict[str, str]:
 
 
 def _base_chain(
-    db: DB,
+    db: Store,
     backend: Backend,
     layers: Sequence[RootfsLayer],
     materialize: bool,
@@ -411,7 +389,7 @@ def _base_chain(
     return parent
 
 
-def _stack(db: DB, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
+def _stack(db: Store, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
     import secrets
 
     from .. import labels as L
@@ -464,6 +442,7 @@ def _warn(msg: str) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
     from ..exporter.image import ImageExporter
+    from ..exporter.options import parse_output
     from ..leases import temporary
     from ..oci.descriptor import Platform
 
@@ -497,7 +476,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         for o in outputs
     )
 
-    db = open_db(args)
+    db = open_store(args)
     backend = open_backend(args)
     try:
         exporters = []

@@ -12,13 +12,13 @@ from ..leases import temporary
 from ..oci.reference import Reference
 from ..remote import Options, login, logout, pull, push
 from . import backend
-from ._common import command_parser, open_db
+from ._common import command_parser, open_store
 from .progress import MODES, progress_session
 
 if TYPE_CHECKING:
     from ..oci.descriptor import Descriptor
     from ..progress import ProgressWriter
-    from ._common import DB
+    from ._common import Store
 
 __all__ = ["build_parser", "name_image", "pull_into", "remote_options"]
 
@@ -33,16 +33,16 @@ def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
     )
 
 
-def name_image(db: DB, name: str, target: Descriptor) -> None:
+def name_image(db: Store, name: str, target: Descriptor) -> None:
     """Point ``name`` at ``target`` (update, else create), as the exporter names images."""
     try:
-        db.update(Image(name=name, target=target), ["target"])
+        db.images.update(Image(name=name, target=target), ["target"])
     except NotFound:
-        db.create(Image(name=name, target=target))
+        db.images.create(Image(name=name, target=target))
 
 
 def pull_into(
-    db: DB,
+    db: Store,
     ref: str,
     *,
     platform: str | None,
@@ -64,7 +64,7 @@ def pull_into(
 
 def cmd_pull(args: argparse.Namespace) -> int:
     ref = Reference.parse(args.ref)
-    db = open_db(args)
+    db = open_store(args)
     with progress_session(args.progress, f"pulling {ref}") as r, temporary(db.leases) as lease:
         root = pull_into(
             db,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..images import walk
 from ..labels import GC_EXPIRE
+from ..leases import new_id
 from ..oci.digest import Digest
 from . import backend
 from ._common import (
@@ -24,7 +25,7 @@ from ._common import (
     command_parser,
     human,
     image_json,
-    open_db,
+    open_store,
     output,
     parse_kv,
     table,
@@ -78,14 +79,14 @@ def cmd_content_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_content_info(args: argparse.Namespace) -> int:
-    i = open_db(args).content.info(_digest(args.digest))
+    i = open_store(args).content.info(_digest(args.digest))
     output(args, _info_json(i), lambda: json.dumps(_info_json(i), indent=2, sort_keys=True))
     return 0
 
 
 def cmd_content_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    with open_db(args).content.open(_digest(args.digest)) as f:
+    with open_store(args).content.open(_digest(args.digest)) as f:
         while chunk := f.read(1 << 20):
             out.write(chunk)
     out.flush()
@@ -93,7 +94,7 @@ def cmd_content_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_content_rm(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     for d in args.digests:
         db.content.delete(_digest(d))
         print(d)
@@ -102,7 +103,7 @@ def cmd_content_rm(args: argparse.Namespace) -> int:
 
 def cmd_content_label(args: argparse.Namespace) -> int:
     new = parse_kv(args.labels, "label")
-    db = open_db(args)
+    db = open_store(args)
     info = db.content.info(_digest(args.digest))
     paths = [f"labels.{k}" for k in new]
     info = db.content.update(replace(info, labels=new), paths)
@@ -113,7 +114,7 @@ def cmd_content_label(args: argparse.Namespace) -> int:
 
 
 def cmd_content_ingest(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     expected = _digest(args.expected_digest) if args.expected_digest else None
     labels = parse_kv(args.label, "label")
     src = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115
@@ -141,7 +142,7 @@ def cmd_content_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_content_active(args: argparse.Namespace) -> int:
-    sts = open_db(args).content.list_statuses(args.filters)
+    sts = open_store(args).content.list_statuses(args.filters)
     output(
         args,
         [
@@ -172,7 +173,7 @@ def cmd_content_active(args: argparse.Namespace) -> int:
 
 
 def cmd_content_abort(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     for ref in args.refs:
         db.content.abort(ref)
         print(ref)
@@ -209,8 +210,8 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_images_inspect(args: argparse.Namespace) -> int:
-    db = open_db(args)
-    img = db.get(args.name)
+    db = open_store(args)
+    img = db.images.get(args.name)
     obj = image_json(img)
     obj["graph"] = [d.to_json() for d in walk(db.content, img.target)]
     print(json.dumps(obj, indent=2, sort_keys=True))
@@ -229,21 +230,21 @@ def cmd_images_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_images_tag(args: argparse.Namespace) -> int:
-    db = open_db(args)
-    src = db.get(args.source)
+    db = open_store(args)
+    src = db.images.get(args.source)
     for name in args.targets:
         img = replace(src, name=name)
         try:
-            db.update(img, ["target"])
+            db.images.update(img, ["target"])
         except NotFound:
-            db.create(img)
+            db.images.create(img)
         print(name)
     return 0
 
 
 # --- leases -------------------------------------------------------------------------------------
 def cmd_leases_ls(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     ls = db.leases.list(args.filters)
     output(
         args,
@@ -272,9 +273,6 @@ def cmd_leases_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_leases_create(args: argparse.Namespace) -> int:
-    # (with ``secrets`` and ``hashlib``: only this command makes ids)
-    from ..leases import new_id
-
     labels = parse_kv(args.label, "label")
     if args.expires:
         labels[GC_EXPIRE] = (
@@ -282,7 +280,7 @@ def cmd_leases_create(args: argparse.Namespace) -> int:
             .isoformat()
             .replace("+00:00", "Z")
         )
-    lease = open_db(args).leases.create(args.id or new_id(), labels)
+    lease = open_store(args).leases.create(args.id or new_id(), labels)
     print(lease.id)
     return 0
 
@@ -298,7 +296,7 @@ def _duration(s: str) -> float:
 
 
 def cmd_leases_rm(args: argparse.Namespace) -> int:
-    db = open_db(args)
+    db = open_store(args)
     for lid in args.ids:
         db.leases.delete(lid, sync=args.sync)
         print(lid)
@@ -307,7 +305,7 @@ def cmd_leases_rm(args: argparse.Namespace) -> int:
 
 # --- gc / fsck ----------------------------------------------------------------------------------
 def cmd_gc(args: argparse.Namespace) -> int:
-    st = open_db(args).collect(dry_run=args.dry_run)
+    st = open_store(args).collect(dry_run=args.dry_run)
     output(
         args,
         {
@@ -327,17 +325,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    # with the embedded store, which containerd's commands in this module do not load
-    from ..metadata.fsck import fsck
-
-    db = open_db(args)
+    db = open_store(args)
     n = 0
 
     def count(_: object) -> None:
         nonlocal n
         n += 1
 
-    problems = fsck(db, repair=args.repair, on_blob=count)
+    problems = db.fsck(repair=args.repair, on_blob=count)
     if args.format == "json":
         print(
             json.dumps(

@@ -1,7 +1,7 @@
 """containerd as a second implementation of pallet's store interfaces.
 
 A :class:`Client` talks gRPC to a containerd daemon (1.6 API) on its unix socket and offers,
-for one namespace, the same protocols as the embedded store (:mod:`pallet.metadata.db`), so code
+for one namespace, the same protocols as the embedded store (:mod:`pallet.metadata.store`), so code
 written against the protocols cannot tell them apart:
 
 * ``client.content``: :class:`pallet.content.Store` (resumable writers over the bidirectional
