@@ -22,6 +22,7 @@ Nothing here logs or raises a header value, a token or a password; URLs pass thr
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -54,15 +55,7 @@ from .protocol import (
     Sleep,
     parse_retry_after,
 )
-from .wire import (
-    CoreWire,
-    HttpxWire,
-    Reply,
-    Wire,
-    WireError,
-    environment_proxies,
-    verified_context,
-)
+from .wire import CoreWire, Proxies, Reply, Wire, WireError, verified_context
 
 if TYPE_CHECKING:
     import ssl
@@ -135,23 +128,18 @@ class Session:
         self._warned: set[str] = set()
         self._insecure = {normalize_host(h) for h in self.options.insecure}
         o = self.options
-        conns = o.jobs * 2 + 4
-        if o.transport is not None or environment_proxies():
-            self._wire: Wire = HttpxWire(
-                transport=o.transport,
-                make_context=self._ssl_context,
-                insecure_hosts=sorted(self._insecure),
-                max_connections=conns,
-                connect_timeout=o.connect_timeout,
-                read_timeout=o.read_timeout,
-            )
+        self._own_wire = o.wire is None
+        self._wire: Wire
+        if o.wire is not None:
+            self._wire = o.wire
         else:
             self._wire = CoreWire(
                 make_context=self._ssl_context,
                 insecure=self._is_insecure,
-                max_connections=conns,
+                max_connections=o.jobs * 2 + 4,
                 connect_timeout=o.connect_timeout,
                 read_timeout=o.read_timeout,
+                proxies=Proxies.from_environ(os.environ),
             )
 
     def _is_insecure(self, netloc: str) -> bool:
@@ -161,13 +149,14 @@ class Session:
         )
 
     def _ssl_context(self) -> ssl.SSLContext:
-        """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle takes
-        tens of milliseconds, so it is made on the first HTTPS request (or for proxies)."""
+        """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle is slow,
+        so it is made on the first HTTPS request (or request through an HTTPS proxy)."""
         return verified_context(self.options.ca_file)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
-        self._wire.close()
+        if self._own_wire:
+            self._wire.close()
 
     def __enter__(self) -> Session:
         return self

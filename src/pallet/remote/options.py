@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import InvalidArgument
 from .auth import Credentials
 from .protocol import RetryPolicy
+from .wire import Wire
 
 __all__ = ["DEFAULT_CHUNK", "DEFAULT_JOBS", "DEFAULT_MONOLITHIC", "Options"]
 
@@ -42,8 +43,8 @@ class Options:
             connection drops); larger ones in resumable ``PATCH`` chunks.
         retry: backoff for connection errors, 408, 429 (``Retry-After``) and 5xx.
         credentials: explicit credentials by registry host, ahead of config files.
-        docker_config: not used for lookups (``$DOCKER_CONFIG`` is); where ``login`` writes.
-        transport: an ``httpx.BaseTransport`` to send through (tests: ``httpx.MockTransport``).
+        wire: send every request through this :class:`~pallet.remote.wire.Wire` instead of
+            the network (tests: ``FakeWire``); the caller closes it.
         sleep: how to wait between retries (tests inject a recorder).
     """
 
@@ -57,7 +58,7 @@ class Options:
     read_timeout: float = 300.0
     credentials: Mapping[str, Credentials] = field(default_factory=_no_credentials)
     user_agent: str = "pallet/0.1"
-    transport: object | None = None
+    wire: Wire | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def validated(self) -> Options:
