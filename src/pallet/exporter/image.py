@@ -924,13 +924,16 @@ class _Run:
             self._merge_labels(info, {key: str(chain)})
 
     def push(self, root: Descriptor, target: str) -> None:
-        from ..remote import push
+        from ..remote import Options, push
 
         e = self.e
         try:
             ref = Reference.parse(target, default_tag=not self.opts.push_by_digest)
         except InvalidArgument as exc:
             raise InvalidArgument(f"failed to push {target}: {exc}") from None
+        options = self.remote_options() or Options()
+        if self.opts.insecure:
+            options = options.with_insecure(ref.registry)
         manifest_status = f"pushing manifest for {ref}@{root.digest}"
         started: list[Progress] = []
 
@@ -950,8 +953,7 @@ class _Run:
                 root,
                 [str(ref)],
                 by_digest=self.opts.push_by_digest,
-                insecure=self.opts.insecure,
-                options=self.remote_options(),
+                options=options,
                 on_progress=on_progress,
             )
         except Error as exc:
