@@ -79,7 +79,7 @@ def is_loopback(host: str) -> bool:
         h = h.rsplit(":", 1)[0]
     if h == "localhost" or h.endswith(".localhost"):
         return True
-    if ":" not in h:  # a name or IPv4 (parsed here: importing ipaddress costs ~1.2 ms)
+    if ":" not in h:  # a name or IPv4, parsed here: ipaddress is slow to import
         quad = h.split(".")
         return len(quad) == 4 and quad[0] == "127" and all(_octet(p) for p in quad)
     import ipaddress

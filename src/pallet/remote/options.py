@@ -14,12 +14,12 @@ from .wire import Wire
 __all__ = ["DEFAULT_CHUNK", "DEFAULT_JOBS", "DEFAULT_MONOLITHIC", "Options"]
 
 DEFAULT_JOBS = 4
-#: bytes per ``PATCH`` above :data:`DEFAULT_MONOLITHIC`: each request costs a round trip and
-#: the registry's per-request work (a 367 MiB layer to a local docker-registry: 46 chunks of
-#: 8 MiB took 10-25% longer than 12 of 32 MiB); also what a dropped connection can cost again
+#: bytes per ``PATCH`` above :data:`DEFAULT_MONOLITHIC`: fewer, larger requests cost fewer
+#: round trips and less per-request registry work (measured in BENCHMARKS.md); also what a
+#: dropped connection can cost again
 DEFAULT_CHUNK = 32 << 20
-#: one ``PUT`` per blob up to this size (50 and 79 MiB layers: 40-100 ms faster than 8 MiB chunks;
-#: skopeo, containerd and ggcr send every blob in one request); a dropped ``PUT`` restarts the blob
+#: one ``PUT`` per blob up to this size, as skopeo, containerd and ggcr send every blob (faster
+#: than chunks, see BENCHMARKS.md); a dropped ``PUT`` restarts the blob
 DEFAULT_MONOLITHIC = 128 << 20
 
 
