@@ -200,7 +200,6 @@ def test_redirect_to_another_host_drops_credentials() -> None:
 def test_loopback_uses_http_and_falls_back_to_https() -> None:
     assert is_loopback("localhost:5000") and is_loopback("127.0.0.2") and is_loopback("[::1]:5000")
     assert not is_loopback("example.com:5000") and not is_loopback("10.0.0.1")
-    # parsed without ipaddress for IPv4, with the same answers as ipaddress gives
     for host in ("127.0.0.255:1", "0:0:0:0:0:0:0:1", "[::1]", "a.localhost"):
         assert is_loopback(host), host
     for host in ("127.1", "127.000.0.1", "128.0.0.1", "256.0.0.1", "[fe80::1]", "registry:5000"):

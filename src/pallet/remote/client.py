@@ -21,6 +21,7 @@ Nothing here logs or raises a header value, a token or a password; URLs pass thr
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -79,19 +80,10 @@ def is_loopback(host: str) -> bool:
         h = h.rsplit(":", 1)[0]
     if h == "localhost" or h.endswith(".localhost"):
         return True
-    if ":" not in h:  # a name or IPv4, parsed here: ipaddress is slow to import
-        quad = h.split(".")
-        return len(quad) == 4 and quad[0] == "127" and all(_octet(p) for p in quad)
-    import ipaddress
-
     try:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
-
-
-def _octet(p: str) -> bool:
-    return p.isascii() and p.isdigit() and (p == "0" or not p.startswith("0")) and int(p) <= 255
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ A failed connection, read or write raises :class:`WireError` (the Session turns 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -112,8 +113,6 @@ def _env(environ: Mapping[str, str], name: str) -> str:
 
 
 def _in_network(host: str, cidr: str) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host) in ipaddress.ip_network(cidr, strict=False)
     except ValueError:
