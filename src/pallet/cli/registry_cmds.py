@@ -82,7 +82,6 @@ def pull_into(
     *,
     platform: str | None,
     options: Options,
-    insecure: bool,
     progress: Any,
     lease: str,
 ) -> Descriptor:
@@ -93,7 +92,6 @@ def pull_into(
         db.content,
         platform=platform,
         lease=lease,
-        insecure=insecure,
         options=options,
         on_progress=progress.write,
     )
@@ -116,7 +114,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 str(ref),
                 platform=args.platform,
                 options=remote_options(args, [ref.registry]),
-                insecure=args.insecure,
                 progress=r,
                 lease=lease,
             )
@@ -148,7 +145,6 @@ def cmd_push(args: argparse.Namespace) -> int:
                 img.target,
                 str(dest),
                 by_digest=args.by_digest,
-                insecure=args.insecure,
                 options=options,
                 on_progress=r.write,
             )
@@ -183,8 +179,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         args.server,
         args.username,
         password,
-        insecure=args.insecure,
-        options=Options(ca_file=args.ca_file),
+        options=Options(
+            ca_file=args.ca_file, insecure=frozenset([args.server] if args.insecure else [])
+        ),
     )
     print(f"Login Succeeded (credentials in {path})")
     return 0
