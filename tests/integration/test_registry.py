@@ -335,7 +335,7 @@ def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: Store, repo
     no_ca = options_for(tls_registry, ca_file=None)
     with pytest.raises(Unavailable, match="not reachable"):
         push(store.content, root, name, options=no_ca)
-    res = push(store.content, root, name, options=no_ca, insecure=True)
+    res = push(store.content, root, name, options=no_ca.with_insecure(tls_registry.host))
     assert res[0].descriptor.digest == root.digest
 
 

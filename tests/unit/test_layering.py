@@ -47,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
     "compression": {"isal", "zlib_ng", "zstandard"},
-    "remote": {"httpx", "httpcore", "certifi"},
+    "remote": {"httpcore", "certifi"},
     "containerd": {"grpc", "google"},
     "cli": {"rich"},
     "progress": set(),

@@ -245,13 +245,16 @@ def _resolve_base(
     except NotFound:
         pass
     from ..oci.reference import Reference
-    from ..remote import pull
+    from ..remote import Options, pull
 
     try:
         r = Reference.parse(ref)
     except InvalidArgument as exc:
         raise InvalidArgument(f"base {ref}: not in the store and not a reference: {exc}") from None
     plats: list[Platform | None] = [Platform.parse(p) for p in _platform_list(args)] or [None]
+    options = _remote_options(args) or Options()
+    if args.insecure_registry:
+        options = options.with_insecure(r.registry)
     root: Descriptor | None = None
     from ..errors import Error
 
@@ -263,8 +266,7 @@ def _resolve_base(
                 layers=not _push_only(args),
                 platform=p,
                 lease=lease,
-                insecure=args.insecure_registry,
-                options=_remote_options(args),
+                options=options,
                 on_progress=progress.write,
             )
         except Error as exc:

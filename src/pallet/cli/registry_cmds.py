@@ -47,7 +47,6 @@ def pull_into(
     *,
     platform: str | None,
     options: Options,
-    insecure: bool,
     progress: ProgressWriter,
     lease: str,
 ) -> Descriptor:
@@ -56,7 +55,6 @@ def pull_into(
         db.content,
         platform=platform,
         lease=lease,
-        insecure=insecure,
         options=options,
         on_progress=progress.write,
     )
@@ -71,7 +69,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
             str(ref),
             platform=args.platform,
             options=remote_options(args, [ref.registry]),
-            insecure=args.insecure,
             progress=r,
             lease=lease,
         )
@@ -91,7 +88,6 @@ def cmd_push(args: argparse.Namespace) -> int:
                 img.target,
                 str(dest),
                 by_digest=args.by_digest,
-                insecure=args.insecure,
                 options=options,
                 on_progress=r.write,
             )
@@ -117,8 +113,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         args.server,
         args.username,
         password,
-        insecure=args.insecure,
-        options=Options(ca_file=args.ca_file),
+        options=Options(
+            ca_file=args.ca_file, insecure=frozenset([args.server] if args.insecure else [])
+        ),
     )
     print(f"Login Succeeded (credentials in {path})")
     return 0

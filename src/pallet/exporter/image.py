@@ -446,12 +446,15 @@ class _ExportJob:
             self._merge_labels(info, {key: str(chain)})
 
     def push(self, root: Descriptor, target: str) -> None:
-        from ..remote import push
+        from ..remote import Options, push
 
         try:
             ref = Reference.parse(target, default_tag=not self.opts.push_by_digest)
         except InvalidArgument as exc:
             raise InvalidArgument(f"failed to push {target}: {exc}") from None
+        options = self.exporter.remote_options or Options()
+        if self.opts.insecure:
+            options = options.with_insecure(ref.registry)
         manifest_status = f"pushing manifest for {ref}@{root.digest}"
         started: list[Progress] = []
 
@@ -471,8 +474,7 @@ class _ExportJob:
                 root,
                 [str(ref)],
                 by_digest=self.opts.push_by_digest,
-                insecure=self.opts.insecure,
-                options=self.exporter.remote_options,
+                options=options,
                 on_progress=on_progress,
             )
         except Error as exc:
