@@ -1,4 +1,5 @@
-"""Registry fixtures: one real docker-registry per variant for the whole session."""
+"""Registry fixtures (one real docker-registry per variant for the whole session), the interop
+image set, and stores."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pallet.metadata.db import DB, open_db
+from support.images import Interop, build_interop
 from support.registry import PASSWORD, USER, Registry, start_registry
 
 
@@ -32,6 +34,12 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     reg = start_registry(tmp_path_factory.mktemp("reg-token"), token=True, users={USER: PASSWORD})
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def interop(tmp_path_factory: pytest.TempPathFactory) -> Interop:
+    """The :class:`~support.images.Interop` images and archives, built once per session."""
+    return build_interop(tmp_path_factory.mktemp("interop"))
 
 
 @pytest.fixture

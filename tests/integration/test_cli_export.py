@@ -18,8 +18,8 @@ import pytest
 from pallet.metadata.db import open_db
 from pallet.oci.digest import Digest
 from support import oci_schemas
-from support.containerd import require_tool
 from support.registry import Registry
+from support.tools import require_tool
 
 EPOCH = "1700000000"
 

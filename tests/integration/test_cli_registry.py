@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pallet.images import Image
 from pallet.metadata.db import open_db
+from support.images import graph, random_image
 from support.registry import Registry
-from support.store import graph, random_image
 
 
 def pallet(
@@ -33,7 +33,7 @@ def test_push_then_pull_into_another_store(
 ) -> None:
     src = tmp_path / "src"
     db = open_db(src)
-    m = random_image(db, 11, layers=3, size=300_000)
+    m = random_image(db, 11, sizes=[300_000] * 3).manifest
     db.create(Image(name="local/img:1", target=m))
     want = graph(db, m)
     db.close()

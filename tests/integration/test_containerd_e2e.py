@@ -32,9 +32,7 @@ from pallet.metadata.db import DB
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
-from support.ctrd import Ctrd, new_namespace
-from support.ctrd import client as client  # the fixture
-from support.ctrd import ctrd as ctrd  # the fixture
+from support.containerd import Containerd, new_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -162,13 +160,13 @@ def write_image(client: Client, b: Built, lease: str) -> None:
     write_blob(client, b.manifest[0], b.manifest[1], lease, labels)
 
 
-def snapshot_names(ctrd: Ctrd, ns: str) -> dict[str, str]:
+def snapshot_names(ctrd: Containerd, ns: str) -> dict[str, str]:
     """name -> kind, from ``ctr snapshots --snapshotter native ls``."""
     out = ctrd.ctr(ns, "snapshots", "--snapshotter", "native", "ls").stdout.splitlines()[1:]
     return {line.split()[0]: line.split()[-1] for line in out if line.strip()}
 
 
-def test_write_unpack_run_and_collect(ctrd: Ctrd, client: Client) -> None:
+def test_write_unpack_run_and_collect(ctrd: Containerd, client: Client) -> None:
     ns = client.namespace
     b = build_image()
     name = "example.com/pallet/e2e:latest"
@@ -266,7 +264,7 @@ def test_apply_layers_skips_present_chains_and_checks_diff_ids(client: Client) -
         assert names == set(b.chain)  # no extract-… key survived the failure
 
 
-def test_unpack_into_overlayfs(ctrd: Ctrd, client: Client) -> None:
+def test_unpack_into_overlayfs(ctrd: Containerd, client: Client) -> None:
     b = build_image(extra=b"overlay\n")
     name = "example.com/pallet/overlay:1"
     with temporary(client.leases) as lease:
@@ -293,7 +291,7 @@ def test_unpack_into_overlayfs(ctrd: Ctrd, client: Client) -> None:
     assert list(client.snapshotter("overlayfs").walk()) == []
 
 
-def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: DB) -> None:
+def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db: DB) -> None:
     b = build_image(extra=b"copied\n")
     # the image in pallet's own store first (as the exporter or `pallet load` would leave it)
     with temporary(db.leases) as lease:
@@ -349,7 +347,7 @@ def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: DB) 
 
 
 def test_cli_version_copy_images(
-    ctrd: Ctrd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ctrd: Containerd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pallet.cli.main import main
     from pallet.metadata.db import open_db

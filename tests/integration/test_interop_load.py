@@ -15,9 +15,8 @@ from pallet.compression import decompressed_reader
 from pallet.layout import image_layers
 from pallet.metadata.db import open_db
 from pallet.oci.descriptor import Platform
-from support.containerd import require_tool
 from support.images import Interop, tree_state
-from support.images import interop as interop  # the fixture
+from support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 

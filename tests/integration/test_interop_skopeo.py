@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from pallet.oci import mediatypes as mt
-from support.containerd import require_tool
 from support.images import Interop
-from support.images import interop as interop  # the fixture
 from support.layout_schemas import validate_json_blobs
 from support.registry import Registry
+from support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
