@@ -12,6 +12,7 @@ from pallet.images import Image
 from pallet.metadata.db import open_db
 from support.images import graph, random_image
 from support.registry import Registry
+from support.validate import validate_image
 
 
 def pallet(
@@ -49,6 +50,7 @@ def test_push_then_pull_into_another_store(
     db2 = open_db(dst)
     assert db2.get(dest).target.digest == m.digest
     assert graph(db2, db2.get(dest).target) == want
+    validate_image(db2.content, db2.get(dest).target)
     db2.close()
     out = json.loads(pallet(dst, "fsck", "--format", "json").stdout)
     assert out == []

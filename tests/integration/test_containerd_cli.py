@@ -22,6 +22,7 @@ import pytest
 
 from support.containerd import Containerd, new_namespace
 from support.registry import Registry
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,15 @@ def pallet(
 def ok(p: subprocess.CompletedProcess[str]) -> str:
     assert p.returncode == 0, f"{p.args}\nstdout: {p.stdout}\nstderr: {p.stderr}"
     return p.stdout
+
+
+def valid(ctrd: Containerd, ns: str, digest: str) -> None:
+    """The image ``digest`` in namespace ``ns`` of the daemon passes the graph check."""
+    c = ctrd.client(ns)
+    try:
+        validate_image(c.content, digest)
+    finally:
+        c.close()
 
 
 def layer_dir(tmp_path: Path) -> Path:
@@ -154,6 +164,7 @@ def test_export_run_list_unpack_and_collect(
     assert (dest / "hello.txt").read_bytes() == HELLO
     assert (dest / "bin" / "busybox").read_bytes() == Path(BUSYBOX).read_bytes()
     assert not (tmp_path / "xdg").exists()  # no embedded store was opened by those commands
+    valid(ctrd, ns, digest)
 
     # images rm: the daemon's collector frees every blob and snapshot that pallet wrote
     assert ok(pallet(None, "images", "rm", *conn, name)).split() == [name]
@@ -209,6 +220,7 @@ def test_push_from_containerd(
     got = tmp_path / "got"
     ok(pallet(other, "unpack", dest, str(got)))
     assert (got / "hello.txt").read_bytes() == HELLO
+    valid(ctrd, ns, digest)
     # a name the daemon does not have: one line, exit 1
     p = pallet(None, "push", "example.com/none:1", dest, "--progress", "quiet", *conn)
     assert p.returncode == 1 and p.stdout == ""

@@ -33,6 +33,7 @@ from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
 from support.containerd import Containerd, new_namespace
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +174,7 @@ def test_write_unpack_run_and_collect(ctrd: Containerd, client: Client) -> None:
     with temporary(client.leases) as lease:
         write_image(client, b, lease)
         client.images.create(Image(name=name, target=b.manifest[0]))
+        validate_image(client.content, b.manifest[0])
         seen: list[tuple[Digest, bool]] = []
         chain = apply_layers(
             client,
@@ -228,6 +230,7 @@ def test_write_unpack_run_and_collect(ctrd: Containerd, client: Client) -> None:
     client.leases.create("gc-trigger")
     client.leases.delete("gc-trigger", sync=True)
     assert {i.digest for i in client.content.walk()} == set(b.blobs)
+    validate_image(client.content, b.manifest[0])
     assert set(snapshot_names(ctrd, ns)) == set(b.chain)
     # deleting the image (sync) frees every blob and snapshot we wrote
     client.images.delete(name, sync=True)
@@ -323,6 +326,7 @@ def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db
         "containerd.io/uncompressed": b.layers[1][2]
     }
     assert ctrd.ctr(client.namespace, "leases", "ls").stdout.splitlines()[1:] == []
+    validate_image(client.content, got.target)
     out = ctrd.ctr(
         client.namespace,
         "run",
@@ -375,6 +379,7 @@ def test_cli_version_copy_images(
     assert main(["containerd", "images", *conn, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [i["name"] for i in listed] == ["example.com/cli:1"]
+    validate_image(client.content, b.manifest[0])
     assert main(["containerd", "version", "-a", str(tmp_path / "none.sock")]) == 1
     err = capsys.readouterr().err
     assert (

@@ -33,6 +33,7 @@ from pallet.remote import (
 from pallet.remote.push import source_key
 from support.images import build_index, random_image
 from support.registry import PASSWORD, USER, Registry, options_for
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20
@@ -127,6 +128,7 @@ def test_round_trip_checked_by_skopeo(
     assert mlabels["containerd.io/gc.ref.content.l.0"] == blobs[1].digest
     # the pushing store learnt the source too
     assert store.content.info(blobs[1].digest).labels[key] == repo
+    validate_image(store2.content, got)
 
 
 def test_index_push_tags_only_the_root_and_platform_pull(
@@ -161,6 +163,7 @@ def test_index_push_tags_only_the_root_and_platform_pull(
     ilabels = store2.content.info(index.digest).labels
     assert ilabels["containerd.io/gc.ref.content.m.0"] == amd.digest
     assert ilabels["containerd.io/gc.ref.content.m.1"] == arm.digest
+    validate_image(store2.content, got, partial=True)  # linux/arm64 only
 
 
 def _tags(reg: Registry, repo: str, o: Options) -> list[str]:
@@ -279,6 +282,7 @@ def test_pull_image_pushed_by_skopeo(
             assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == d
     desc, data = fetch_manifest(f"{plain_registry.host}/{repo}:v1", options=o)
     assert desc.digest == want and hashlib.sha256(data).hexdigest() == want[7:]
+    validate_image(store.content, got)
 
 
 def test_lazy_pull_then_push_mounts_base_layers(

@@ -30,6 +30,7 @@ from pallet.remote import (
 )
 from support.images import random_image
 from support.registry import PASSWORD, USER, Registry, options_for
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +94,9 @@ def test_credential_helper_is_asked_once_per_registry(
     root = random_image(store, 72, sizes=[1000, 2000, 3000, 4000]).manifest
     push(store.content, root, f"{token_registry.host}/{repo}:v1", options=anon(token_registry))
     assert log.read_text().splitlines() == [f"get {token_registry.host}"]
-    pull(f"{token_registry.host}/{repo}:v1", store2.content, options=anon(token_registry))
+    got = pull(f"{token_registry.host}/{repo}:v1", store2.content, options=anon(token_registry))
     assert len(log.read_text().splitlines()) == 2  # one more run, one more call
+    validate_image(store2.content, got)
 
 
 def test_identity_token_uses_the_oauth2_refresh_grant(
@@ -207,7 +209,10 @@ def test_no_secret_in_output_logs_progress_or_errors(
             )
             login(reg.host, USER, PASSWORD, options=o)
             push(store.content, root, f"{reg.host}/{repo}:v1", options=o, on_progress=events.append)
-            pull(f"{reg.host}/{repo}:v1", store2.content, options=o, on_progress=events.append)
+            got = pull(
+                f"{reg.host}/{repo}:v1", store2.content, options=o, on_progress=events.append
+            )
+            validate_image(store2.content, got)
             bad = options_for(
                 reg, credentials={reg.host: Credentials(username=USER, password=PASSWORD + "x")}
             )

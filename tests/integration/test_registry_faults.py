@@ -14,6 +14,7 @@ from pallet.remote import Options, PushOutcome, RegistryError, RetryPolicy, pull
 from support.faultproxy import FaultProxy, Rule
 from support.images import random_image
 from support.registry import Registry
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -204,6 +205,7 @@ def test_pull_resumes_a_cut_download_with_range(
     assert downloaded == big.size  # type: ignore[attr-defined]  # nothing fetched twice
     info = store2.content.info(Digest(big.digest))  # type: ignore[attr-defined]
     assert info.size == big.size  # type: ignore[attr-defined]
+    validate_image(store2.content, got)
 
 
 def test_redirected_blob_get_carries_no_credentials(
@@ -233,7 +235,8 @@ def test_redirected_blob_get_carries_no_credentials(
         )
     )
     o = opts(credentials={proxy.host: Credentials(username="u", password="p")})
-    pull(f"{proxy.host}/{repo}:v1", store2.content, options=o)
+    got = pull(f"{proxy.host}/{repo}:v1", store2.content, options=o)
+    validate_image(store2.content, got)
     originals = proxy.entries("GET", r"/blobs/sha256:[0-9a-f]+$")
     redirected = proxy.entries("GET", r"redirected=1")
     assert originals and all(e.authorization for e in originals)

@@ -28,12 +28,13 @@ from pallet.compression import Compression
 from pallet.compression.pipeline import write_layer
 from pallet.content import Store as ContentStore
 from pallet.errors import AlreadyExists
-from pallet.metadata.db import open_db  # the embedded store: named here and in conftest.py
+from pallet.metadata.db import open_db
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
 
 __all__ = [
+    "GC_REF",
     "BuiltImage",
     "HasContent",
     "Interop",

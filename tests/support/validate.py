@@ -16,18 +16,19 @@ content provider and checks every invariant a consumer relies on:
 
 It reads the blobs itself (hashlib, gzip, zstandard): the code under test is not its own judge.
 Every problem is collected; one :class:`InvalidImage` (an ``AssertionError``) lists them all.
-:func:`validate_layout` does the same for each image of an OCI layout directory, whose blobs
-carry no labels.
+:func:`validate_layout` does the same for each image of an OCI layout (a directory or a tar
+archive of one), whose blobs carry no labels.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import tarfile
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -65,18 +66,42 @@ class LabelledProvider(Provider, Protocol):
     def info(self, dgst: Digest) -> Any: ...
 
 
-@dataclass(frozen=True)
 class LayoutProvider:
-    """The blobs of an OCI layout directory (``blobs/<algorithm>/<hex>``), as a provider."""
+    """The files of an OCI layout, a directory or the bytes of a tar archive of one, as a
+    provider of the blobs under ``blobs/<algorithm>/<hex>``."""
 
-    root: Path
+    def __init__(self, source: Path | bytes) -> None:
+        self.source = source
+        self._files: dict[str, bytes] | None = None
+        if isinstance(source, bytes):
+            self._files = {}
+            with tarfile.open(fileobj=io.BytesIO(source), mode="r:") as tf:
+                for m in tf.getmembers():
+                    f = tf.extractfile(m) if m.isfile() else None
+                    if f is not None:
+                        self._files[m.name.removeprefix("./")] = f.read()
+
+    def read(self, name: str) -> bytes:
+        """A file of the layout by its relative name; ``NotFound`` if absent."""
+        try:
+            if self._files is not None:
+                return self._files[name]
+            assert isinstance(self.source, Path)
+            return (self.source / name).read_bytes()
+        except (KeyError, FileNotFoundError):
+            where = "archive" if self._files is not None else self.source
+            raise NotFound(f"{name}: not in layout {where}") from None
 
     def open(self, desc: Descriptor | Digest) -> BinaryIO:
         d = desc.digest if isinstance(desc, Descriptor) else Digest(desc)
-        try:
-            return open(self.root / "blobs" / d.algorithm / d.hex, "rb")
-        except FileNotFoundError:
-            raise NotFound(f"blob {d}: not in layout {self.root}") from None
+        name = f"blobs/{d.algorithm}/{d.hex}"
+        if self._files is None:
+            assert isinstance(self.source, Path)
+            try:
+                return open(self.source / name, "rb")
+            except FileNotFoundError:
+                raise NotFound(f"blob {d}: not in layout {self.source}") from None
+        return io.BytesIO(self.read(name))
 
 
 class _Tee:
@@ -329,19 +354,25 @@ def validate_image(
         )
 
 
-def validate_layout(path: Path, *, partial: bool = False) -> list[Descriptor]:
-    """Check an OCI layout directory: ``oci-layout``, ``index.json`` (the OCI index schema)
-    and, with :func:`validate_image`, every image it lists. Returns those descriptors."""
-    layout = json.loads((path / "oci-layout").read_text())
+def validate_layout(source: Path | bytes, *, partial: bool = False) -> list[Descriptor]:
+    """Check an OCI layout (a directory, or the bytes of a tar archive of one): ``oci-layout``,
+    ``index.json`` (the OCI index schema) and, with :func:`validate_image`, every image it
+    lists. Returns those descriptors."""
+    provider = LayoutProvider(source)
+    where = "archive" if isinstance(source, bytes) else str(source)
+    try:
+        layout = json.loads(provider.read("oci-layout"))
+        index = json.loads(provider.read("index.json"))
+    except (NotFound, ValueError) as e:
+        raise InvalidImage(f"layout {where}: {e}") from None
     if layout != {"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}:
-        raise InvalidImage(f"layout {path}: oci-layout is {layout}")
-    index = json.loads((path / "index.json").read_text())
+        raise InvalidImage(f"layout {where}: oci-layout is {layout}")
     try:
         oci_schemas.validate("oci-index", index)
     except jsonschema.ValidationError as e:
-        msg = f"layout {path}: index.json fails the oci-index schema: {e.message}"
+        msg = f"layout {where}: index.json fails the oci-index schema: {e.message}"
         raise InvalidImage(msg) from None
     roots = [Descriptor.from_json(m) for m in index["manifests"]]
     for r in roots:
-        validate_image(LayoutProvider(path), r, labels=False, partial=partial)
+        validate_image(provider, r, labels=False, partial=partial)
     return roots

@@ -283,16 +283,33 @@ def test_index_children(db: DB) -> None:
 
 
 def test_layout(db: DB, tmp_path: Path) -> None:
-    from pallet.layout import ArchiveImage, plan_layout, write_directory
+    from pallet.layout import ArchiveImage, plan_layout, save, write_directory
 
     img = build_image(db, [make_tree(tmp_path / "tree", 2)])
+    imgs = [ArchiveImage(target=img.manifest, names=("example.com/a:1",))]
     out = tmp_path / "layout"
-    plan = plan_layout(db.content, [ArchiveImage(target=img.manifest, names=("example.com/a:1",))])
-    write_directory(out, db.content, plan)
+    write_directory(out, db.content, plan_layout(db.content, imgs))
     assert [r.digest for r in validate_layout(out)] == [img.manifest.digest]
+    buf = io.BytesIO()
+    save(buf, db.content, imgs)
+    archive = buf.getvalue()
+    assert [r.digest for r in validate_layout(archive)] == [img.manifest.digest]
     (out / "blobs" / "sha256" / img.config.digest.hex).unlink()
     with pytest.raises(InvalidImage, match=rf"config {img.config.digest} \(.*\): missing"):
         validate_layout(out)
     (out / "oci-layout").write_text('{"imageLayoutVersion": "2.0.0"}')
     with pytest.raises(InvalidImage, match="oci-layout is"):
         validate_layout(out)
+    # in an archive: a layer's bytes changed (same length) break its digest and diff ID
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tf:
+        files = [(m, tf.extractfile(m).read() if m.isfile() else None) for m in tf]  # type: ignore[union-attr]
+    edited = io.BytesIO()
+    with tarfile.open(fileobj=edited, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for m, data in files:
+            if m.name == f"blobs/sha256/{img.layers[0].digest.hex}":
+                data = gzip.compress(b"\0" * 10, mtime=0)[: m.size].ljust(m.size, b"\0")
+            tf.addfile(m, io.BytesIO(data) if data is not None else None)
+    with pytest.raises(InvalidImage, match=rf"layer {img.layers[0].digest}: the bytes hash to"):
+        validate_layout(edited.getvalue())
+    with pytest.raises(InvalidImage, match="index.json: not in layout archive"):
+        validate_layout(tar({"oci-layout": b'{"imageLayoutVersion": "1.0.0"}'}))
