@@ -40,7 +40,7 @@ class MetadataStore(Protocol):
 class _Abstract:
     @pytest.fixture
     def store(self) -> MetadataStore:
-        raise NotImplementedError(f"a {type(self).__name__} subclass provides the store fixture")
+        raise NotImplementedError("a subclass of these suites provides the store fixture")
 
 
 class ImageSuite(_Abstract):
