@@ -175,7 +175,7 @@ def row_export(d: Daemon, ns: str, root: Path, tree: str, comp: Compression, sn:
 
 
 def row_copy(c: Client, db: Any, sn: str, unpack: bool = True) -> None:
-    copy_image(c, db.content, db.get(NAME), unpack=unpack, snapshotter=sn)
+    copy_image(c, db.content, db.images.get(NAME), unpack=unpack, snapshotter=sn)
 
 
 def row_ctr(d: Daemon, ns: str, tar: Path, sn: str, unpack: bool = True) -> None:
@@ -208,7 +208,7 @@ def bench_dir(
     work: Path,
     write_only: bool = False,
 ) -> dict[str, Any]:
-    from pallet.metadata.db import open_db
+    from pallet.metadata.store import open_store
 
     store_root = Path(tempfile.mkdtemp(prefix="store-", dir=work))
     tar = store_root / "img-oci.tar"
@@ -216,14 +216,14 @@ def bench_dir(
 
     def fresh_root() -> Path:
         p = Path(tempfile.mkdtemp(prefix="export-", dir=work))
-        open_db(p).close()
+        open_store(p).close()
         scratch.append(p)
         return p
 
     try:
         want = pallet_cli("--root", str(store_root), *export_args(tree, comp)).strip()
-        db = open_db(store_root)
-        target = db.get(NAME).target
+        db = open_store(store_root)
+        target = db.images.get(NAME).target
         if str(target.digest) != want or not mt.is_manifest(target.media_type):
             raise SystemExit(f"pallet export printed {want}, stored {target}")
         layer_size = sum(x.size for x in children(db.content, target)[1:])  # [0] is the config

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   tar gzip pigz zstd attr                  # GNU tar interop, peers of the compression pipeline
   umoci skopeo docker-registry             # interop: layout unpack, copy, a real registry
   containerd runc busybox-static           # interop: a private containerd, ctr run
+  docker.io podman                         # interop: a private dockerd, rootful podman
 )
 
 missing=()
@@ -31,5 +32,3 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-# compile the containerd API stubs now, so that the first use does not pay for it
-.venv/bin/python -m pallet.containerd._proto.build >/dev/null

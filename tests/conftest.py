@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from pallet.containerd import Client
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
 from support.containerd import Containerd, new_namespace, start_containerd
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store")
+def db(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store")
     yield d
     d.close()
 

@@ -1,10 +1,13 @@
 """pallet: a daemonless container-image exporter.
 
-``import pallet`` stays light (the command line starts with it): the error classes are imported
-eagerly, :class:`Descriptor`, :class:`Platform` and :class:`Digest` on first use.
+The command line starts with ``import pallet``, so this imports the error classes only;
+:class:`Descriptor`, :class:`Platform` and :class:`Digest` (which bring ``dataclasses`` and
+``inspect``) are imported on first use.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .errors import (
     AlreadyExists,
@@ -18,13 +21,9 @@ from .errors import (
     Unsupported,
 )
 
-# ``typing`` (with ``re`` and ``enum``) would be most of this package's import time; mypy reads a
-# constant named TYPE_CHECKING as ``typing.TYPE_CHECKING``
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .oci.descriptor import Descriptor, Platform
     from .oci.digest import Digest
-del TYPE_CHECKING
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,6 @@ runs in executor threads that a ``ContextVar`` would not follow.
 from __future__ import annotations
 
 import builtins
-import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,8 @@ class LeaseManager(Protocol):
 
 def new_id(prefix: str = "pallet") -> str:
     """Unique, sortable lease id: ``<prefix>-<unix nanoseconds>-<random>``."""
+    import secrets  # on first use: it loads OpenSSL's hashes, which opening a store does not need
+
     return f"{prefix}-{time.time_ns()}-{secrets.token_hex(4)}"
 
 

@@ -1,16 +1,20 @@
 """Registry fixtures (one real docker-registry per variant for the whole session), the interop
-image set, and stores."""
+image set, a private Docker daemon and Podman, and stores."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
+from support.containerd import Containerd
+from support.engines import Docker, Podman, start_dockerd
 from support.images import Interop, build_interop
 from support.registry import PASSWORD, USER, Registry, start_registry
 
@@ -42,21 +46,41 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Interop:
     return build_interop(tmp_path_factory.mktemp("interop"))
 
 
+@pytest.fixture(scope="session")
+def docker(tmp_path_factory: pytest.TempPathFactory, ctrd: Containerd) -> Iterator[Docker]:
+    """One private dockerd for the session, on the session's containerd (tests/conftest.py)."""
+    dk = start_dockerd(tmp_path_factory.mktemp("docker"), ctrd)
+    yield dk
+    dk.stop()
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """A :class:`~support.engines.Podman` with empty storage for each test. Its directory is
+    short and not under the test's own: Podman refuses a ``--runroot`` longer than 50
+    characters (conmon's sockets live there)."""
+    d = Path(tempfile.mkdtemp(prefix="pallet-podman-"))
+    try:
+        yield Podman(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
 def repo() -> str:
     return f"test/{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store")
+def store(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store")
     yield d
     d.close()
 
 
 @pytest.fixture
-def store2(tmp_path: Path) -> Iterator[DB]:
-    d = open_db(tmp_path / "store2")
+def store2(tmp_path: Path) -> Iterator[Store]:
+    d = open_store(tmp_path / "store2")
     yield d
     d.close()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from pallet.oci.digest import Digest
 from support import oci_schemas
 from support.registry import Registry
@@ -59,7 +59,7 @@ def tree(root: Path, files: dict[str, bytes], mtime: int | None = None) -> Path:
 
 
 def read(root: Path, dgst: str) -> bytes:
-    db = open_db(root)
+    db = open_store(root)
     try:
         with db.content.open(Digest.parse(dgst)) as f:
             return f.read()
@@ -69,7 +69,7 @@ def read(root: Path, dgst: str) -> bytes:
 
 def valid(root: Path, digest: str) -> None:
     """The image ``digest`` in the store at ``root`` passes the graph check."""
-    db = open_db(root)
+    db = open_store(root)
     try:
         validate_image(db.content, digest)
     finally:
@@ -85,9 +85,9 @@ def layer_names(root: Path, desc: dict[str, Any]) -> set[str]:
 def assert_untouched(root: Path) -> None:
     """No image, no lease, and (after a collection) no blob."""
     ok(pallet(root, "gc"))
-    db = open_db(root)
+    db = open_store(root)
     try:
-        assert db.list() == []
+        assert db.images.list() == []
         assert db.leases.list() == []
         assert list(db.content.walk()) == []
     finally:
@@ -166,6 +166,24 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     assert_untouched(root)
 
 
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ('type=image,"name=a', 'column 19: extraneous or missing " in quoted-field'),
+        ('type=image,name="a"b', 'column 17: bare " in non-quoted-field'),
+    ],
+)
+def test_output_quotes_are_as_strict_as_buildx(tmp_path: Path, spec: str, why: str) -> None:
+    """buildx reads -o with Go's encoding/csv: a stray quote is an error, not an image."""
+    src = tree(tmp_path / "d", {"f": b"1"})
+    root = tmp_path / "s"
+    p = pallet(root, "export", "--layer", str(src), "-o", spec, "--progress", "quiet")
+    assert p.returncode == 2
+    assert p.stderr.decode() == f"pallet: error: output {spec!r}: parse error on line 1, {why}\n"
+    assert p.stdout == b""
+    assert_untouched(root)
+
+
 def test_bad_inputs_exit_2(tmp_path: Path) -> None:
     root = tmp_path / "s"
     p = pallet(root, "export", "--layer", str(tmp_path / "nope"))
@@ -177,6 +195,42 @@ def test_bad_inputs_exit_2(tmp_path: Path) -> None:
     cfg.write_text("[1]")
     p = pallet(root, "export", "--layer", str(d), "--config", str(cfg))
     assert p.returncode == 2 and b"not a JSON object" in p.stderr
+    assert_untouched(root)
+
+
+def test_file_growing_while_exported_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that grows while --rootfs reads it is an error naming it, not a file cut at its
+    first size. The file grows after its first read (a hook on the read, no timing involved);
+    it is larger than the tar writer's 1 MiB buffer, so it takes several reads."""
+    from pallet.cli.main import main
+
+    src = tree(tmp_path / "r", {"etc/a": b"a", "var/log/big": b"x" * 3_000_000})
+    big = os.fsencode(src / "var/log/big")
+    real_readv = os.readv
+    grown = []
+
+    def readv(fd: int, buffers: Any) -> int:
+        n = real_readv(fd, buffers)
+        if not grown and os.readlink(f"/proc/self/fd/{fd}").encode() == big:
+            grown.append(n)
+            with open(big, "ab") as f:
+                f.write(b"y" * 500_000)
+        return n
+
+    monkeypatch.setattr(os, "readv", readv)
+    root = tmp_path / "s"
+    rc = main(
+        ["--root", str(root), "export", "--rootfs", str(src), "-t", "g:1", "--progress", "quiet"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and grown
+    assert err == (
+        f"pallet: error: file {src}/var/log/big: changed while being read "
+        "(3000000 bytes when listed, 3500000 after reading)\n"
+    )
+    monkeypatch.undo()
     assert_untouched(root)
 
 
@@ -285,9 +339,9 @@ def test_reproducible_across_processes_and_stores(tmp_path: Path) -> None:
         )
         digests.append(ok(p).strip())
     assert digests[0] == digests[1]
-    db = open_db(tmp_path / "store0")
+    db = open_store(tmp_path / "store0")
     try:
-        assert int(db.get("r:1").created_at.timestamp()) == int(EPOCH)  # type: ignore[union-attr]
+        assert int(db.images.get("r:1").created_at.timestamp()) == int(EPOCH)  # type: ignore[union-attr]
     finally:
         db.close()
 
@@ -426,11 +480,11 @@ def test_push_only_export_never_downloads_the_base_layers(
             "quiet",
         )
     ).strip()
-    db = open_db(root2)
+    db = open_store(root2)
     try:
         present = {str(i.digest) for i in db.content.walk()}
         assert base_layer not in present
-        assert db.list() == []
+        assert db.images.list() == []
     finally:
         db.close()
     out = tmp_path / "copy"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from pallet.images import Image
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from support.images import graph, random_image
 from support.registry import Registry
 from support.validate import validate_image
@@ -33,9 +35,9 @@ def test_push_then_pull_into_another_store(
     plain_registry: Registry, repo: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    db = open_db(src)
+    db = open_store(src)
     m = random_image(db, 11, sizes=[300_000] * 3).manifest
-    db.create(Image(name="local/img:1", target=m))
+    db.images.create(Image(name="local/img:1", target=m))
     want = graph(db, m)
     db.close()
     dest = f"{plain_registry.host}/{repo}:v1"
@@ -47,13 +49,22 @@ def test_push_then_pull_into_another_store(
     p = pallet(dst, "pull", dest, "--progress", "quiet")
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.decode().strip() == m.digest
-    db2 = open_db(dst)
-    assert db2.get(dest).target.digest == m.digest
-    assert graph(db2, db2.get(dest).target) == want
-    validate_image(db2.content, db2.get(dest).target)
+    db2 = open_store(dst)
+    assert db2.images.get(dest).target.digest == m.digest
+    assert graph(db2, db2.images.get(dest).target) == want
+    validate_image(db2.content, db2.images.get(dest).target)
     db2.close()
     out = json.loads(pallet(dst, "fsck", "--format", "json").stdout)
     assert out == []
+    # the store's labels (containerd.io/distribution.source.<registry>) stay in the store:
+    # a tarball handed to others names no registry the image came through
+    p = pallet(dst, "save", dest, "-o", "-")
+    assert p.returncode == 0, p.stderr.decode()
+    with tarfile.open(fileobj=io.BytesIO(p.stdout)) as tf:
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+    assert [e["annotations"] for e in index["manifests"]] == [
+        {"io.containerd.image.name": dest, "org.opencontainers.image.ref.name": "v1"}
+    ]
 
 
 def test_push_unknown_image_and_bad_reference(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from pallet.content import Info
 from pallet.errors import DigestMismatch, NotFound
 from pallet.images import Image
 from pallet.leases import temporary
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
@@ -294,7 +294,7 @@ def test_unpack_into_overlayfs(ctrd: Containerd, client: Client) -> None:
     assert list(client.snapshotter("overlayfs").walk()) == []
 
 
-def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db: DB) -> None:
+def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db: Store) -> None:
     b = build_image(extra=b"copied\n")
     # the image in pallet's own store first (as the exporter or `pallet load` would leave it)
     with temporary(db.leases) as lease:
@@ -306,8 +306,8 @@ def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db
             with db.content.writer(f"x-{d.digest}", lease=lease) as w:
                 w.write(data)
                 w.commit(d.size, d.digest)
-        db.create(Image(name="local/e2e:1", target=b.manifest[0], labels={"from": "pallet"}))
-    img = db.get("local/e2e:1")
+        db.images.create(Image(name="local/e2e:1", target=b.manifest[0], labels={"from": "pallet"}))
+    img = db.images.get("local/e2e:1")
     res = copy_image(client, db.content, img, names=["example.com/copied:1"], unpack=True)
     assert res.chain_id == b.chain[-1]
     assert (res.blobs_written, res.blobs_present) == (4, 0)
@@ -354,18 +354,18 @@ def test_cli_version_copy_images(
     ctrd: Containerd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pallet.cli.main import main
-    from pallet.metadata.db import open_db
+    from pallet.metadata.store import open_store
 
     b = build_image(extra=b"cli\n")
     root = tmp_path / "store"
-    db = open_db(root)
+    db = open_store(root)
     try:
         with temporary(db.leases) as lease:
             for d, data in [(d, blob) for d, blob, _ in b.layers] + [b.config, b.manifest]:
                 with db.content.writer(f"w-{d.digest}", lease=lease) as w:
                     w.write(data)
                     w.commit(d.size, d.digest)
-            db.create(Image(name="docker.io/library/cli:1", target=b.manifest[0]))
+            db.images.create(Image(name="docker.io/library/cli:1", target=b.manifest[0]))
     finally:
         db.close()
     conn = ["-a", ctrd.socket, "-n", client.namespace]

@@ -13,7 +13,7 @@ import pytest
 
 from pallet.compression import decompressed_reader
 from pallet.layout import image_layers
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from pallet.oci.descriptor import Platform
 from support.images import Interop, tree_state
 from support.tools import require_tool
@@ -46,17 +46,17 @@ def source(ix: Interop, key: str) -> str:
 
 def valid(root: Path, name: str) -> None:
     """The image ``name`` in the store at ``root`` passes the graph check."""
-    db = open_db(root)
+    db = open_store(root)
     try:
-        validate_image(db.content, db.get(name).target)
+        validate_image(db.content, db.images.get(name).target)
     finally:
         db.close()
 
 
 def loaded_diff_ids(root: Path, name: str, platform: str = "linux/amd64") -> list[str]:
-    db = open_db(root)
+    db = open_store(root)
     try:
-        target = db.get(name).target
+        target = db.images.get(name).target
         _, layers, diff_ids = image_layers(db.content, target, Platform.parse(platform))
         got = []
         for ly in layers:

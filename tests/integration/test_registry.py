@@ -15,7 +15,7 @@ import pytest
 
 from pallet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.images import walk
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
@@ -72,7 +72,7 @@ def layout_root(d: Path) -> str:
     return str(index["manifests"][0]["digest"])
 
 
-def _graph(db: DB, root: Descriptor) -> set[str]:
+def _graph(db: Store, root: Descriptor) -> set[str]:
     return {str(d.digest) for d in walk(db.content, root)}
 
 
@@ -83,7 +83,7 @@ def registry(request: pytest.FixtureRequest) -> Registry:
 
 
 def test_round_trip_checked_by_skopeo(
-    registry: Registry, store: DB, store2: DB, repo: str, tmp_path: Path
+    registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
     img = random_image(store, 21, sizes=[3 * MiB, 20000, 0])
     root, blobs = img.manifest, img.blobs
@@ -132,7 +132,7 @@ def test_round_trip_checked_by_skopeo(
 
 
 def test_index_push_tags_only_the_root_and_platform_pull(
-    token_registry: Registry, store: DB, store2: DB, repo: str, tmp_path: Path
+    token_registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
     shared = b"shared layer " * 5000
     amd_img = random_image(store, 31, sizes=[40000], shared=[shared])
@@ -186,7 +186,9 @@ def _tags(reg: Registry, repo: str, o: Options) -> list[str]:
     return sorted(json.loads(resp.body).get("tags") or [])
 
 
-def test_push_by_digest_and_several_names(plain_registry: Registry, store: DB, repo: str) -> None:
+def test_push_by_digest_and_several_names(
+    plain_registry: Registry, store: Store, repo: str
+) -> None:
     root = random_image(store, 41, sizes=[1000]).manifest
     o = options_for(plain_registry)
     with pytest.raises(
@@ -263,7 +265,7 @@ def _oci_layout(d: Path, docker_types: bool = False) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("fmt", ["oci", "v2s2"])
 def test_pull_image_pushed_by_skopeo(
-    plain_registry: Registry, store: DB, repo: str, tmp_path: Path, fmt: str
+    plain_registry: Registry, store: Store, repo: str, tmp_path: Path, fmt: str
 ) -> None:
     _, blob_digests = _oci_layout(tmp_path / "src")
     skopeo(
@@ -286,7 +288,7 @@ def test_pull_image_pushed_by_skopeo(
 
 
 def test_lazy_pull_then_push_mounts_base_layers(
-    plain_registry: Registry, token_registry: Registry, store: DB, store2: DB, repo: str
+    plain_registry: Registry, token_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
     base_img = random_image(store, 51, sizes=[2 * MiB, 30000])
     base, base_blobs = base_img.manifest, base_img.blobs
@@ -328,18 +330,18 @@ def test_lazy_pull_then_push_mounts_base_layers(
         )
 
 
-def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: DB, repo: str) -> None:
+def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: Store, repo: str) -> None:
     root = random_image(store, 61, sizes=[1000]).manifest
     name = f"{tls_registry.host}/{repo}:v1"
     no_ca = options_for(tls_registry, ca_file=None)
     with pytest.raises(Unavailable, match="not reachable"):
         push(store.content, root, name, options=no_ca)
-    res = push(store.content, root, name, options=no_ca, insecure=True)
+    res = push(store.content, root, name, options=no_ca.with_insecure(tls_registry.host))
     assert res[0].descriptor.digest == root.digest
 
 
 def test_wrong_password_is_unauthorized(
-    tls_registry: Registry, token_registry: Registry, store: DB, repo: str
+    tls_registry: Registry, token_registry: Registry, store: Store, repo: str
 ) -> None:
     from pallet.remote import Credentials, Unauthorized
 

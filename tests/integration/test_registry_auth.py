@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pallet.errors import Error
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.progress import Progress
 from pallet.remote import (
     Credentials,
@@ -45,7 +45,9 @@ def config_path() -> Path:
 
 
 @pytest.mark.parametrize("kind", ["tls", "token"])
-def test_login_push_logout(kind: str, request: pytest.FixtureRequest, store: DB, repo: str) -> None:
+def test_login_push_logout(
+    kind: str, request: pytest.FixtureRequest, store: Store, repo: str
+) -> None:
     reg: Registry = request.getfixturevalue(f"{kind}_registry")
     root = random_image(store, 71, sizes=[2000]).manifest
     o = anon(reg)
@@ -80,8 +82,8 @@ def _helper(bin_dir: Path, log: Path, user: str, secret: str) -> None:
 
 def test_credential_helper_is_asked_once_per_registry(
     token_registry: Registry,
-    store: DB,
-    store2: DB,
+    store: Store,
+    store2: Store,
     repo: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -100,7 +102,7 @@ def test_credential_helper_is_asked_once_per_registry(
 
 
 def test_identity_token_uses_the_oauth2_refresh_grant(
-    token_registry: Registry, store: DB, repo: str
+    token_registry: Registry, store: Store, repo: str
 ) -> None:
     ts = token_registry.token_server
     assert ts is not None
@@ -118,7 +120,7 @@ def test_identity_token_uses_the_oauth2_refresh_grant(
 
 
 def test_registry_auth_file(
-    tls_registry: Registry, store: DB, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tls_registry: Registry, store: Store, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     auth = tmp_path / "auth.json"
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -148,7 +150,7 @@ def acl(token_registry: Registry) -> Iterator[None]:
 
 
 def test_mount_without_pull_on_the_source_falls_back(
-    token_registry: Registry, store: DB, repo: str, acl: None
+    token_registry: Registry, store: Store, repo: str, acl: None
 ) -> None:
     root = random_image(store, 75, sizes=[3000, 4000]).manifest
     bob = options_for(
@@ -164,7 +166,7 @@ def test_mount_without_pull_on_the_source_falls_back(
 
 
 def _failures(
-    reg: Registry, o: Options, bad: Options, store: DB, store2: DB, root: object, repo: str
+    reg: Registry, o: Options, bad: Options, store: Store, store2: Store, root: object, repo: str
 ) -> list[str]:
     out = []
     calls = (
@@ -183,8 +185,8 @@ def _failures(
 def test_no_secret_in_output_logs_progress_or_errors(
     token_registry: Registry,
     tls_registry: Registry,
-    store: DB,
-    store2: DB,
+    store: Store,
+    store2: Store,
     repo: str,
     capfd: pytest.CaptureFixture[str],
 ) -> None:

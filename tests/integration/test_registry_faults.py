@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci.digest import Digest
 from pallet.remote import Options, PushOutcome, RegistryError, RetryPolicy, pull, push, resolve
 from support.faultproxy import FaultProxy, Rule
@@ -47,7 +47,7 @@ def _check_in_registry(reg: Registry, repo: str, tag: str, root: object) -> None
 
 
 def test_reset_mid_upload_resumes_from_the_registry_range(
-    plain_registry: Registry, store: DB, repo: str
+    plain_registry: Registry, store: Store, repo: str
 ) -> None:
     img = random_image(store, 11, sizes=[20 * MiB])
     root, blobs = img.manifest, img.blobs
@@ -67,7 +67,7 @@ def test_reset_mid_upload_resumes_from_the_registry_range(
 
 
 def test_reset_mid_upload_streaming_proxy_still_succeeds(
-    plain_registry: Registry, store: DB, repo: str
+    plain_registry: Registry, store: Store, repo: str
 ) -> None:
     """distribution 2.8 cancels a session whose size no longer matches its state token, so a
     partial chunk that reached it forces a restart; the push must still succeed."""
@@ -81,7 +81,7 @@ def test_reset_mid_upload_streaming_proxy_still_succeeds(
     _check_in_registry(plain_registry, repo, "v1", root)
 
 
-def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: DB, repo: str) -> None:
+def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: Store, repo: str) -> None:
     root = random_image(store, 13, sizes=[3 * MiB, 1000]).manifest
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "respond", status=502))
     proxy.add(Rule("POST", r"/blobs/uploads/$", "respond", status=503))
@@ -111,7 +111,7 @@ def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: DB, repo: str) -
     assert got.digest == root.digest
 
 
-def test_slow_responses_and_timeouts(proxy: FaultProxy, store: DB, repo: str) -> None:
+def test_slow_responses_and_timeouts(proxy: FaultProxy, store: Store, repo: str) -> None:
     root = random_image(store, 14, sizes=[2 * MiB]).manifest
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "delay", seconds=0.3, times=-1))
     proxy.add(Rule("HEAD", r"/manifests/", "delay", seconds=2.0))  # beyond the read timeout
@@ -124,7 +124,7 @@ def test_slow_responses_and_timeouts(proxy: FaultProxy, store: DB, repo: str) ->
     assert resolve(f"{proxy.host}/{repo}:v1").digest == root.digest  # type: ignore[attr-defined]
 
 
-def _first_push(reg: Registry, store: DB, repo: str) -> tuple[object, list[object]]:
+def _first_push(reg: Registry, store: Store, repo: str) -> tuple[object, list[object]]:
     img = random_image(store, 15, sizes=[2 * MiB, 3000])
     root, blobs = img.manifest, img.blobs
     push(store.content, root, f"{reg.host}/{repo}-base:v1", options=opts())  # type: ignore[arg-type]
@@ -132,7 +132,7 @@ def _first_push(reg: Registry, store: DB, repo: str) -> tuple[object, list[objec
 
 
 def test_mount_answering_401_falls_back_to_upload(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     proxy.add(Rule("POST", r"mount=", "respond", status=401, times=-1))
@@ -149,7 +149,7 @@ def test_mount_answering_401_falls_back_to_upload(
 
 
 def test_mount_answering_202_uploads_into_that_session(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     proxy.add(Rule("POST", r"mount=", "strip_mount", times=-1))
@@ -161,7 +161,7 @@ def test_mount_answering_202_uploads_into_that_session(
     assert resolve(f"{proxy.host}/{repo}:v1").digest == root.digest  # type: ignore[attr-defined]
 
 
-def test_mount_across_repositories(plain_registry: Registry, store: DB, repo: str) -> None:
+def test_mount_across_repositories(plain_registry: Registry, store: Store, repo: str) -> None:
     root, blobs = _first_push(plain_registry, store, repo)
     with FaultProxy(plain_registry.host) as p:
         res = push(store.content, root, f"{p.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
@@ -172,7 +172,7 @@ def test_mount_across_repositories(plain_registry: Registry, store: DB, repo: st
 
 
 def test_retries_exhausted_name_the_blob_and_status(
-    proxy: FaultProxy, store: DB, repo: str
+    proxy: FaultProxy, store: Store, repo: str
 ) -> None:
     root = random_image(store, 16, sizes=[5000]).manifest
     proxy.add(Rule("POST", r"/blobs/uploads/", "respond", status=503, times=-1))
@@ -189,7 +189,7 @@ def test_retries_exhausted_name_the_blob_and_status(
 
 
 def test_pull_resumes_a_cut_download_with_range(
-    plain_registry: Registry, store: DB, store2: DB, repo: str
+    plain_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
     img = random_image(store, 17, sizes=[8 * MiB])
     root, blobs = img.manifest, img.blobs
@@ -209,7 +209,7 @@ def test_pull_resumes_a_cut_download_with_range(
 
 
 def test_redirected_blob_get_carries_no_credentials(
-    plain_registry: Registry, proxy: FaultProxy, store: DB, store2: DB, repo: str
+    plain_registry: Registry, proxy: FaultProxy, store: Store, store2: Store, repo: str
 ) -> None:
     from pallet.remote import Credentials
 
@@ -245,7 +245,7 @@ def test_redirected_blob_get_carries_no_credentials(
 
 
 def test_push_again_to_the_same_tag_is_one_head(
-    proxy: FaultProxy, store: DB, repo: str, plain_registry: Registry
+    proxy: FaultProxy, store: Store, repo: str, plain_registry: Registry
 ) -> None:
     """Against the real registry: a second push of what the tag already names asks once and
     sends nothing; a push of another image to that tag does the full push and moves the tag."""

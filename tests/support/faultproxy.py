@@ -13,6 +13,10 @@ in order, then answered, broken or forwarded to the upstream over a fresh connec
 * ``strip_mount``: forward a mount ``POST`` without ``mount``/``from`` (the registry answers 202);
 * ``redirect``: answer ``307`` to the same path on ``target`` origin.
 
+It also serves as a forward proxy (``HTTP_PROXY``): a request in absolute form
+(``GET http://host/path``) is forwarded, and logged with that target, like any other; a
+``CONNECT host:port`` (``HTTPS_PROXY``) is logged, then tunnelled to ``host:port`` unchanged.
+
 Everything seen is logged in :attr:`FaultProxy.log` (method, path, status, request body bytes,
 whether ``Authorization`` was present), so a test can assert exact request sequences and count how
 many upload bytes were sent more than once.
@@ -209,6 +213,10 @@ class FaultProxy:
         length = int(_get(headers, "Content-Length") or "0")
         host = _get(headers, "Host") or ""
         auth = _get(headers, "Authorization") is not None
+        if method == "CONNECT":
+            self._record(Entry(method, target, host, 200, 0, 0, auth))
+            self._tunnel(conn, target)
+            return False
         rule = self._rule(method, target)
         action = rule.action if rule else ""
 
@@ -262,6 +270,26 @@ class FaultProxy:
             time.sleep(rule.seconds)
         conn.sock.sendall(resp_head + resp_body)
         return True
+
+    @staticmethod
+    def _tunnel(conn: _Conn, target: str) -> None:
+        h, _, port = target.rpartition(":")
+        with socket.create_connection((h.strip("[]"), int(port))) as up:
+            conn.sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if conn.buf:
+                up.sendall(conn.buf)
+
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := src.recv(1 << 16):
+                        dst.sendall(data)
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+
+            back = threading.Thread(target=pump, args=(up, conn.sock), daemon=True)
+            back.start()
+            pump(conn.sock, up)
+            back.join()
 
     def _upstream_addr(self) -> tuple[str, int]:
         h, _, p = self.upstream.rpartition(":")

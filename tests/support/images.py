@@ -28,7 +28,7 @@ from pallet.compression import Compression
 from pallet.compression.pipeline import write_layer
 from pallet.content import Store as ContentStore
 from pallet.errors import AlreadyExists
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
@@ -338,7 +338,7 @@ class Interop:
         ck = (key, f"dir-{platform}")
         if ck not in self._cache:
             out = self.work / f"{key}-layout-{(platform or 'all').replace('/', '-')}"
-            db = open_db(self.root)
+            db = open_store(self.root)
             try:
                 plan = plan_layout(
                     db.content,
@@ -371,7 +371,7 @@ def build_interop(base: Path) -> Interop:
         shutil.copytree(tree, exp, symlinks=True)
         shutil.copytree(extra, exp, symlinks=True, dirs_exist_ok=True)
         expected[plat] = exp
-    db = open_db(base / "store")
+    db = open_store(base / "store")
     try:
         cmd = ["/bin/busybox", "echo", "hello-pallet"]
         built: dict[str, list[BuiltImage]] = {}

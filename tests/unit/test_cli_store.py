@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pallet.images import Image
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from support.images import random_image
 
 
@@ -121,9 +121,9 @@ def test_invalid_values_exit_2(tmp_path: Path) -> None:
 
 def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    db = open_db(root)
+    db = open_store(root)
     m = random_image(db, 7).manifest
-    db.create(Image(name="example.com/a:1", target=m))
+    db.images.create(Image(name="example.com/a:1", target=m))
     db.close()
     ok(run(root, "images", "tag", "example.com/a:1", "example.com/a:2"))
     names = ok(run(root, "images", "ls", "-q")).split()
@@ -140,8 +140,8 @@ def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
 
 def test_images_rm_no_gc_keeps_the_blobs(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    db = open_db(root)
-    db.create(Image(name="example.com/a:1", target=random_image(db, 8).manifest))
+    db = open_store(root)
+    db.images.create(Image(name="example.com/a:1", target=random_image(db, 8).manifest))
     db.close()
     ok(run(root, "images", "rm", "--no-gc", "example.com/a:1"))
     assert len(ok(run(root, "content", "ls", "-q")).split()) == 4
@@ -211,9 +211,9 @@ def test_gc_cli(tmp_path: Path) -> None:
 
 def test_fsck_finds_and_repairs_corruption(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    db = open_db(root)
+    db = open_store(root)
     m = random_image(db, 9).manifest
-    db.create(Image(name="img", target=m))
+    db.images.create(Image(name="img", target=m))
     good = db.content.blob_path(m.digest)
     from support.images import graph
 

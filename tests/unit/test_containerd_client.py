@@ -1,5 +1,5 @@
-"""The containerd client without a daemon: addresses, namespaces, errors, stub generation, the
-wire numbers of pallet's .proto files, and the optional-extra behaviour."""
+"""The containerd client without a daemon: addresses, namespaces, errors, the checked-in
+generated messages, the wire numbers of pallet's .proto files, and the optional-extra behaviour."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import grpc
 import pytest
 
 from pallet.containerd import DEFAULT_ADDRESS, connect, from_env, namespace_from_env
-from pallet.containerd._proto import INSTALL_HINT, PROTOS, build, load
+from pallet.containerd._proto import INSTALL_HINT, PROTOBUF, PROTOS, load
 from pallet.containerd._rpc import _METHODS, _SERVICES, map_error
 from pallet.errors import (
     AlreadyExists,
@@ -110,9 +111,7 @@ def test_without_the_extra_connect_says_what_to_install() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"UNSUPPORTED {INSTALL_HINT}"
-    assert INSTALL_HINT == (
-        "containerd backend: install pallet[containerd] (grpcio, protobuf, grpcio-tools)"
-    )
+    assert INSTALL_HINT == "containerd backend: install pallet[containerd] (grpcio, protobuf)"
 
 
 def test_importing_the_package_and_the_cli_does_not_import_grpc() -> None:
@@ -125,38 +124,54 @@ def test_importing_the_package_and_the_cli_does_not_import_grpc() -> None:
     assert r.stdout.strip() == "[]"
 
 
-# -- stub generation -----------------------------------------------------------------------------
-def test_build_into_a_directory_and_load_from_it(tmp_path: Path) -> None:
-    out = tmp_path / "stubs"
+# -- the generated messages -------------------------------------------------------------------
+PROTO_DIR = ROOT / "src" / "pallet" / "containerd" / "_proto"
+
+
+def _gencode_version(path: Path) -> str:
+    head = path.read_text().splitlines()[:8]
+    return next(line.split(":")[1].strip() for line in head if "Protobuf Python Version" in line)
+
+
+def test_checked_in_messages_are_what_protoc_makes(tmp_path: Path) -> None:
+    """scripts/gen-protos.sh, run with the dev extra's grpcio-tools, reproduces every checked-in
+    ``*_pb2.py`` byte for byte, and there is one per .proto file and no other."""
+    from importlib.metadata import version
+
     r = subprocess.run(
-        [sys.executable, "-m", "pallet.containerd._proto.build", "--out", str(out)],
+        ["bash", str(ROOT / "scripts" / "gen-protos.sh"), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(out)
-    gen = out / "pallet" / "containerd" / "_stubs"
-    assert sorted(p.name for p in gen.glob("*_pb2.py")) == sorted(f"{n}_pb2.py" for n in PROTOS)
-    assert "protobuf" in (out / "pallet-stubs.stamp").read_text()
-    assert build(out) == out  # present: nothing to do
-    # loading from a prebuilt tree (no grpcio-tools needed then) in a fresh interpreter
-    r = _py(
-        "from pallet.containerd._proto import load\npb = load(); print(pb.content.__file__)\n",
-        PALLET_CONTAINERD_STUBS=str(out),
+    made = tmp_path / "pallet" / "containerd" / "_proto"
+    names = sorted(f"{n}_pb2.py" for n in PROTOS)
+    assert sorted(p.name for p in made.iterdir()) == names
+    assert sorted(p.name for p in PROTO_DIR.glob("*_pb2.py")) == names
+    assert sorted(p.stem for p in PROTO_DIR.glob("*.proto")) == sorted(PROTOS)
+    stale = [n for n in names if (made / n).read_bytes() != (PROTO_DIR / n).read_bytes()]
+    assert stale == [], (
+        f"{stale} differ from protoc's output (grpcio-tools {version('grpcio-tools')}): "
+        "run scripts/gen-protos.sh with the grpcio-tools the dev extra pins"
     )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(gen / "content_pb2.py")
 
 
-def test_an_empty_prebuilt_directory_is_reported(tmp_path: Path) -> None:
-    r = _py(
-        "from pallet.containerd._proto import load\nfrom pallet.errors import Unsupported\n"
-        "try:\n    load()\nexcept Unsupported as e:\n    print(e)\n",
-        PALLET_CONTAINERD_STUBS=str(tmp_path),
-    )
-    assert r.returncode == 0, r.stderr
-    assert "PALLET_CONTAINERD_STUBS" in r.stdout and "--out" in r.stdout
+def test_protobuf_requirement_follows_the_generated_code() -> None:
+    """The containerd extra allows exactly the runtimes the generated code accepts: its own
+    protobuf version up to the next major one (a newer gencode never runs on an older runtime)."""
+    gen = {_gencode_version(PROTO_DIR / f"{n}_pb2.py") for n in PROTOS}
+    assert len(gen) == 1
+    (v,) = gen
+    major = int(v.split(".")[0])
+    wanted = f">={v},<{major + 1}"
+    assert wanted == PROTOBUF
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert f"protobuf{PROTOBUF}" in extras["containerd"]
+    assert not any(d.startswith("grpcio-tools") for d in extras["containerd"])
 
 
 def test_generated_code_matches_the_protobuf_runtime() -> None:
@@ -164,14 +179,27 @@ def test_generated_code_matches_the_protobuf_runtime() -> None:
     of the same major version (protobuf's own rule, checked again at import)."""
     from google.protobuf import __version__ as runtime
 
-    pb = load()
-    head = Path(pb.content.__file__).read_text().splitlines()[:8]
-    gen = next(line.split(":")[1].strip() for line in head if "Protobuf Python Version" in line)
+    gen = _gencode_version(Path(load().content.__file__))
 
     def v(s: str) -> tuple[int, ...]:
         return tuple(int(x) for x in s.split(".")[:3])
 
     assert v(gen)[0] == v(runtime)[0] and v(gen) <= v(runtime), (gen, runtime)
+
+
+def test_an_older_protobuf_runtime_is_one_line() -> None:
+    """protobuf's own import-time check refuses the generated code; pallet says what to install.
+    (The runtime's version numbers are lowered in a fresh interpreter to stand for an old one.)"""
+    r = _py(
+        "from google.protobuf import runtime_version as rv\n"
+        "rv.MAJOR, rv.MINOR, rv.PATCH = 7, 0, 0\n"
+        "from pallet.cli.main import main\n"
+        "raise SystemExit(main(['containerd', 'version', '-a', '/nonexistent.sock']))\n"
+    )
+    assert r.returncode == 1
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("pallet: error: containerd backend: protobuf ")
+    assert "gencode 7.35.1 runtime 7.0.0" in line and line.endswith(f"install protobuf{PROTOBUF}")
 
 
 # containerd API v1 field numbers (as published) of the messages whose numbering has gaps or
@@ -287,14 +315,3 @@ def test_cli_without_the_extra_is_one_line() -> None:
     )
     assert r.returncode == 1
     assert r.stderr == f"pallet: error: {INSTALL_HINT}\n"
-
-
-def test_an_unwritable_cache_builds_for_the_process(tmp_path: Path) -> None:
-    cache = tmp_path / "ro"
-    cache.write_text("a file where the cache directory should be")
-    r = _py(
-        "from pallet.containerd._proto import load\nprint(load().content.__file__)\n",
-        XDG_CACHE_HOME=str(cache),
-    )
-    assert r.returncode == 0, r.stderr
-    assert "pallet-containerd-stubs-" in r.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pallet.content.local import LocalStore
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci.digest import Digest
 from support.conformance.content import ContentSuite, sha, write
 
@@ -47,5 +47,5 @@ class TestLocal(EmbeddedContentSuite):
 
 class TestMetadata(EmbeddedContentSuite):
     @pytest.fixture
-    def store(self, db: DB) -> Iterator[LocalStore]:
+    def store(self, db: Store) -> Iterator[LocalStore]:
         yield db.content

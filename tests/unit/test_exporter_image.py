@@ -20,9 +20,10 @@ import pytest
 from pallet import labels as L
 from pallet.errors import InvalidArgument, NotFound
 from pallet.exporter import Source
-from pallet.exporter.image import ANNOTATION_REWRITTEN, ImageExporter
+from pallet.exporter.image import ImageExporter
+from pallet.exporter.layers import ANNOTATION_REWRITTEN
 from pallet.images import walk
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
 from pallet.oci.digest import Digest
@@ -54,15 +55,15 @@ def tree(root: Path, files: Mapping[str, bytes | str], mtime: int | None = None)
     return root
 
 
-def commit(db: DB, name: str, path: Path, parent: str = "", **labels: str) -> str:
+def commit(db: Store, name: str, path: Path, parent: str = "", **labels: str) -> str:
     db.snapshotter().commit_dir(name, path, parent, labels=labels)
     return name
 
 
-def exporter(db: DB, kind: str = "image", **kw: Any) -> ImageExporter:
+def exporter(db: Store, kind: str = "image", **kw: Any) -> ImageExporter:
     return ImageExporter(
         content=db.content,
-        images=db,
+        images=db.images,
         leases=db.leases,
         snapshotter=db.snapshotter(),
         kind=kind,
@@ -71,23 +72,23 @@ def exporter(db: DB, kind: str = "image", **kw: Any) -> ImageExporter:
     )
 
 
-def export(db: DB, attrs: Mapping[str, str], source: Source, **kw: Any) -> dict[str, str]:
+def export(db: Store, attrs: Mapping[str, str], source: Source, **kw: Any) -> dict[str, str]:
     """Export ``source`` into the store; the image it wrote must pass the graph check."""
     resp = exporter(db, **kw).resolve(attrs).export(source)
     validate_image(db.content, resp["containerimage.digest"])
     return resp
 
 
-def blob(db: DB, dgst: str) -> bytes:
+def blob(db: Store, dgst: str) -> bytes:
     with db.content.open(Digest.parse(dgst)) as f:
         return f.read()
 
 
-def js(db: DB, dgst: str) -> Any:
+def js(db: Store, dgst: str) -> Any:
     return json.loads(blob(db, dgst))
 
 
-def layer_members(db: DB, desc: Mapping[str, Any]) -> dict[str, tarfile.TarInfo]:
+def layer_members(db: Store, desc: Mapping[str, Any]) -> dict[str, tarfile.TarInfo]:
     data = blob(db, desc["digest"])
     if desc["mediaType"].endswith("gzip"):
         data = gzip.decompress(data)
@@ -104,7 +105,7 @@ def layer_members(db: DB, desc: Mapping[str, Any]) -> dict[str, tarfile.TarInfo]
 
 @pytest.mark.parametrize("oci", [True, False])
 def test_single_platform_graph_is_valid_and_holds_the_tree(
-    db: DB, tmp_path: Path, oci: bool
+    db: Store, tmp_path: Path, oci: bool
 ) -> None:
     base = commit(
         db, "s1", tree(tmp_path / "r1", {"etc/os": b"pallet\n", "bin/sh": "busybox"}, EPOCH)
@@ -143,7 +144,7 @@ def test_single_platform_graph_is_valid_and_holds_the_tree(
     # only the change: app/ and app/main added, bin/ deleted (one whiteout), etc/os unchanged
     assert set(second) == {"app", "app/main", ".wh.bin"}
     # the record names the root; its graph is complete and GC-labelled
-    img = db.get("example.com/app:1")
+    img = db.images.get("example.com/app:1")
     assert img.target.digest == root and img.target.media_type == manifest["mediaType"]
     labels = db.content.info(Digest.parse(root)).labels
     assert labels[f"{L.GC_REF_CONTENT}.config"] == manifest["config"]["digest"]
@@ -152,7 +153,7 @@ def test_single_platform_graph_is_valid_and_holds_the_tree(
 
 
 @pytest.mark.parametrize("oci", [True, False])
-def test_multi_platform_index(db: DB, tmp_path: Path, oci: bool) -> None:
+def test_multi_platform_index(db: Store, tmp_path: Path, oci: bool) -> None:
     a = commit(db, "amd", tree(tmp_path / "a", {"arch": b"amd64\n"}))
     b = commit(db, "arm", tree(tmp_path / "b", {"arch": b"arm64\n"}))
     plats = {
@@ -184,7 +185,7 @@ def test_multi_platform_index(db: DB, tmp_path: Path, oci: bool) -> None:
         assert "arch" in layer_members(db, layer)
 
 
-def test_zero_layer_image_and_layer_dest(db: DB, tmp_path: Path) -> None:
+def test_zero_layer_image_and_layer_dest(db: Store, tmp_path: Path) -> None:
     # not export(): BuildKit's Go nil slices (layers, created) fail image-spec's schema on purpose
     resp = exporter(db).resolve({"name": "empty"}).export(Source(ref=None))
     man = js(db, resp["containerimage.digest"])
@@ -203,7 +204,7 @@ def test_zero_layer_image_and_layer_dest(db: DB, tmp_path: Path) -> None:
 # -- compression, reuse ------------------------------------------------------------------------
 
 
-def test_existing_blob_is_reused_not_recompressed_unless_forced(db: DB, tmp_path: Path) -> None:
+def test_existing_blob_is_reused_not_recompressed_unless_forced(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"data" * 1000}))
     first = export(db, {"name": "gz"}, Source(ref=s))
     gz_layer = js(db, first["containerimage.digest"])["layers"][0]
@@ -231,7 +232,7 @@ def test_existing_blob_is_reused_not_recompressed_unless_forced(db: DB, tmp_path
     ],
 )
 def test_compressions(
-    db: DB, tmp_path: Path, compression: str, media_type: str, magic: bytes
+    db: Store, tmp_path: Path, compression: str, media_type: str, magic: bytes
 ) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"z" * 100000}))
     resp = export(db, {"compression": compression, "compression-level": "3"}, Source(ref=s))
@@ -241,7 +242,7 @@ def test_compressions(
     assert layer_members(db, layer)["f"].size == 100000
 
 
-def test_lazy_base_layers_reuse_their_blobs(db: DB, tmp_path: Path) -> None:
+def test_lazy_base_layers_reuse_their_blobs(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"base"}))
     base = export(db, {"name": "base"}, Source(ref=s))
     bl = js(db, base["containerimage.digest"])["layers"][0]
@@ -268,21 +269,21 @@ def test_lazy_base_layers_reuse_their_blobs(db: DB, tmp_path: Path) -> None:
 # -- naming ------------------------------------------------------------------------------------
 
 
-def test_naming_rules(db: DB, tmp_path: Path) -> None:
+def test_naming_rules(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
     src = Source(ref=s, metadata={"image.name": b"from/meta:1"})
     r = export(db, {"name": "*"}, src)
     assert (
         r["image.name"] == "from/meta:1"
-        and db.get("from/meta:1").target.digest == r["containerimage.digest"]
+        and db.images.get("from/meta:1").target.digest == r["containerimage.digest"]
     )
     r = export(db, {"name": "a:1,b:2", "name-canonical": "true"}, src)
     d = r["containerimage.digest"]
     for n in ("a:1", f"a:1@{d}", "b:2", f"b:2@{d}"):
-        assert db.get(n).target.digest == d
+        assert db.images.get(n).target.digest == d
     r = export(db, {"dangling-name-prefix": "dangling"}, src)
     assert r["image.name"] == f"dangling@{r['containerimage.digest']}"
-    assert db.get(r["image.name"])
+    assert db.images.get(r["image.name"])
     r = export(db, {"name": "x:1", "dangling-name-prefix": "dangling"}, src)
     assert r["image.name"] == f"x:1,dangling@{r['containerimage.digest']}"
     r = export(
@@ -293,16 +294,16 @@ def test_naming_rules(db: DB, tmp_path: Path) -> None:
     assert r["image.name"] == "y:1"
     # update of an existing name: the target moves
     s2 = commit(db, "s2", tree(tmp_path / "t2", {"f": b"2"}))
-    old = db.get("a:1").target.digest
+    old = db.images.get("a:1").target.digest
     r2 = export(db, {"name": "a:1"}, Source(ref=s2))
-    assert db.get("a:1").target.digest == r2["containerimage.digest"] != old
+    assert db.images.get("a:1").target.digest == r2["containerimage.digest"] != old
     # no name, no store: nothing named
-    before = {i.name for i in db.list()}
+    before = {i.name for i in db.images.list()}
     export(db, {"name": "z:1", "store": "false"}, Source(ref=s2))
-    assert {i.name for i in db.list()} == before
+    assert {i.name for i in db.images.list()} == before
 
 
-def test_resolve_errors_and_invalid_names(db: DB) -> None:
+def test_resolve_errors_and_invalid_names(db: Store) -> None:
     e = exporter(db)
     with pytest.raises(InvalidArgument, match=r"failed to parse Bad Name"):
         e.resolve({"name": "Bad Name"})
@@ -320,18 +321,18 @@ def test_resolve_errors_and_invalid_names(db: DB) -> None:
         exporter(db, "tar")
 
 
-def test_missing_snapshot_fails_and_leaves_no_lease(db: DB) -> None:
+def test_missing_snapshot_fails_and_leaves_no_lease(db: Store) -> None:
     with pytest.raises(NotFound):
         export(db, {"name": "n"}, Source(ref="nope"))
     assert not db.leases.list()
     with pytest.raises(NotFound):
-        db.get("n")
+        db.images.get("n")
 
 
 # -- progress ----------------------------------------------------------------------------------
 
 
-def test_progress_statuses_in_buildkit_order(db: DB, tmp_path: Path) -> None:
+def test_progress_statuses_in_buildkit_order(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
     rec = Recorder()
     r = export(db, {"name": "p:1", "unpack": "true"}, Source(ref=s), progress=rec)
@@ -345,6 +346,19 @@ def test_progress_statuses_in_buildkit_order(db: DB, tmp_path: Path) -> None:
     ]
     assert all(e.error == "" for e in rec.events)
     assert [e.done for e in rec.events if e.id == "exporting layers"] == [False, True]
+
+
+def test_progress_given_to_one_export_goes_there_only(db: Store, tmp_path: Path) -> None:
+    s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
+    default, own = Recorder(), Recorder()
+    inst = exporter(db, progress=default).resolve({"name": "p:1", "unpack": "true"})
+    inst.export(Source(ref=s), progress=own)
+    assert default.events == []
+    assert own.ids()[0] == "exporting layers"
+    assert own.ids()[-2:] == ["naming to p:1", "unpacking to p:1"]
+    assert "layer s" in {e.id for e in own.events}  # the layer vertices too
+    inst.export(Source(ref=s))  # without: the exporter's own
+    assert default.ids()[-2:] == ["naming to p:1", "unpacking to p:1"]
 
 
 # -- unpack ------------------------------------------------------------------------------------
@@ -368,7 +382,7 @@ def _snap(root: str | Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("rewrite", [False, True])
 def test_unpack_gives_the_input_tree_and_labels_the_config(
-    db: DB, tmp_path: Path, rewrite: bool
+    db: Store, tmp_path: Path, rewrite: bool
 ) -> None:
     t1 = tree(
         tmp_path / "r1", {"etc/a": b"a", "usr/bin/x": b"#!x", "lib": "usr/lib"}, 1_600_000_000
@@ -406,7 +420,7 @@ def test_unpack_gives_the_input_tree_and_labels_the_config(
 # -- garbage collection --------------------------------------------------------------------------
 
 
-def test_gc_after_export_keeps_exactly_the_named_graphs(db: DB, tmp_path: Path) -> None:
+def test_gc_after_export_keeps_exactly_the_named_graphs(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"kept"}))
     u = commit(db, "u", tree(tmp_path / "u", {"g": b"unnamed"}))
     named = export(db, {"name": "keep:1"}, Source(ref=s))
@@ -414,7 +428,7 @@ def test_gc_after_export_keeps_exactly_the_named_graphs(db: DB, tmp_path: Path) 
     for name in ("s", "u"):
         db.snapshotter().remove(name)
     db.collect()
-    root = db.get("keep:1").target
+    root = db.images.get("keep:1").target
     reachable = {str(d.digest) for d in walk(db.content, root)}
     present = {str(i.digest) for i in db.content.walk()}
     assert present == reachable
@@ -425,7 +439,7 @@ def test_gc_after_export_keeps_exactly_the_named_graphs(db: DB, tmp_path: Path) 
 # -- epoch and reproducibility -----------------------------------------------------------------
 
 
-def test_epoch_gives_byte_identical_images(db: DB, tmp_path: Path) -> None:
+def test_epoch_gives_byte_identical_images(db: Store, tmp_path: Path) -> None:
     files = {"a": b"1", "d/b": b"2", "l": "a"}
     roots = []
     for i in range(2):
@@ -445,7 +459,7 @@ def test_epoch_gives_byte_identical_images(db: DB, tmp_path: Path) -> None:
     assert {m.mtime for m in layer_members(db, man["layers"][0]).values()} == {EPOCH}
 
 
-def test_rewrite_timestamp_without_epoch_warns(db: DB, tmp_path: Path) -> None:
+def test_rewrite_timestamp_without_epoch_warns(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
     warnings: list[str] = []
     export(db, {"rewrite-timestamp": "true"}, Source(ref=s), on_warning=warnings.append)
@@ -456,7 +470,7 @@ def test_rewrite_timestamp_without_epoch_warns(db: DB, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["oci", "docker"])
-def test_tarball_exporters(db: DB, tmp_path: Path, kind: str) -> None:
+def test_tarball_exporters(db: Store, tmp_path: Path, kind: str) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
     dest = tmp_path / f"{kind}.tar"
     r = exporter(db, kind).resolve({"name": "foo", "dest": str(dest)}).export(Source(ref=s))
@@ -471,12 +485,12 @@ def test_tarball_exporters(db: DB, tmp_path: Path, kind: str) -> None:
     names = [m.name for m in layout_schemas.members(data)]
     assert ("manifest.json" in names) == (kind == "docker")
     with pytest.raises(NotFound):
-        db.get("foo")  # the tarball exporters do not name images in the store
+        db.images.get("foo")  # the tarball exporters do not name images in the store
     assert not list(tmp_path.glob(".pallet-*"))
     assert [str(d.digest) for d in validate_layout(data)] == [entry["digest"]]
 
 
-def test_oci_layout_directory_and_stdout(db: DB, tmp_path: Path) -> None:
+def test_oci_layout_directory_and_stdout(db: Store, tmp_path: Path) -> None:
     s = commit(db, "s", tree(tmp_path / "t", {"f": b"1"}))
     out = tmp_path / "layout"
     r = exporter(db, "oci").resolve({"dest": str(out), "tar": "false"}).export(Source(ref=s))
@@ -490,7 +504,7 @@ def test_oci_layout_directory_and_stdout(db: DB, tmp_path: Path) -> None:
     assert b"oci-layout" in sink.getvalue()[:4096] or layout_schemas.members(sink.getvalue())
 
 
-def test_docker_exporter_refuses_an_index(db: DB, tmp_path: Path) -> None:
+def test_docker_exporter_refuses_an_index(db: Store, tmp_path: Path) -> None:
     a = commit(db, "a", tree(tmp_path / "a", {"f": b"1"}))
     plats = {
         "Platforms": [
@@ -511,7 +525,7 @@ def test_docker_exporter_refuses_an_index(db: DB, tmp_path: Path) -> None:
 
 
 def test_unpack_is_teed_while_layers_are_computed(
-    db: DB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """New layers are applied from their tar stream as it is made; reused ones from the blob."""
     import pallet.rootfs
@@ -551,7 +565,7 @@ def test_unpack_is_teed_while_layers_are_computed(
 
 
 def test_a_failing_teed_apply_fails_the_export_and_leaves_no_snapshot(
-    db: DB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import pallet.archive.apply
 
@@ -564,5 +578,5 @@ def test_a_failing_teed_apply_fails_the_export_and_leaves_no_snapshot(
         export(db, {"name": "f:1", "unpack": "true"}, Source(ref=s))
     assert [i.name for i in db.snapshotter().walk()] == ["s"]
     with pytest.raises(NotFound):
-        db.get("f:1")
+        db.images.get("f:1")
     assert not db.leases.list()

@@ -27,7 +27,7 @@ from pallet.exporter.manifest import (
 from pallet.exporter.options import resolve
 from pallet.exporter.plan import ExportPlan, ImageGraph, assemble, parse_key, plan_export
 from pallet.images import Image, walk
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import canonical
@@ -548,7 +548,7 @@ def test_response_multi_without_name() -> None:
 # -- garbage collection: the image record alone keeps the graph ----------------------------------
 
 
-def test_gc_keeps_the_whole_graph_through_the_image_record(db: DB) -> None:
+def test_gc_keeps_the_whole_graph_through_the_image_record(db: Store) -> None:
     plan = plan_export(multi_source(), resolve({}), default_platform=AMD64)
     layer_blobs = {t.id: [f"{t.id}-{i}".encode() for i in range(2)] for t in plan.targets}
     layers: dict[str, list[Layer]] = {}

@@ -15,8 +15,10 @@ from pallet.exporter.options import (
     REWRITE_TIMESTAMP_CONFLICTS_WITH_UNPACK,
     REWRITE_TIMESTAMP_WITHOUT_EPOCH,
     ImageExportOptions,
+    _GoCSV,
     go_parse_bool,
     go_parse_int,
+    parse_output,
     resolve,
 )
 from pallet.oci.descriptor import Platform
@@ -586,3 +588,129 @@ def test_resolve_never_fails_other_than_invalid_argument(attrs: dict[str, str]) 
     except InvalidArgument:
         return
     assert set(o.metadata) <= set(attrs)
+
+
+# -- -o values: Go's encoding/csv, as buildx reads them ----------------------------------------
+
+# Go's own reader tests (src/encoding/csv/reader_test.go) for the options buildx uses: § starts a
+# field, ¶ starts a record, ∑ marks where Go reports the error; the markers are not input.
+GO_CSV_CASES = [
+    ("§a,§b,§c\n", [["a", "b", "c"]], None),
+    ("§a,§b\r\n¶§c,§d\r\n", [["a", "b"], ["c", "d"]], None),
+    ("§a,§b\rc,§d\r\n", [["a", "b\rc", "d"]], None),
+    (
+        '§"two\nline",§"one line",§"three\nline\nfield"',
+        [["two\nline", "one line", "three\nline\nfield"]],
+        None,
+    ),
+    ("§a,§b,§c\n\n¶§d,§e,§f\n\n", [["a", "b", "c"], ["d", "e", "f"]], None),
+    ("§ a,§  b,§   c\n", [[" a", "  b", "   c"]], None),
+    ('§a∑""b,c', [], "bare"),
+    ('§a ∑"word","b"', [], "bare"),
+    ('§"a word",b∑"', [], "bare"),
+    ('§"a ∑"word","b"', [], "quote"),
+    ("§a,§b,§c,§", [["a", "b", "c", ""]], None),
+    ("§a,§b,§c,§ \n", [["a", "b", "c", " "]], None),
+    ('§a,"b\nc∑"d,e', [], "quote"),
+    ('§a,§b\n¶§"d\n\n,e∑', [["a", "b"]], "quote"),
+    ('§A,§"Hello\r\nHi",§B\r\n', [["A", "Hello\nHi", "B"]], None),
+    ("§field1,§field2\r", [["field1", "field2"]], None),
+    ('§"field"\r', [["field"]], None),
+    ('§"field∑"\r\r', [], "quote"),
+    ("§field\r\rfield\r\r", [["field\r\rfield\r"]], None),
+    ("§field\r\r\n¶§\r\rfield\r\r\n¶§\r\r", [["field\r"], ["\r\rfield\r"], ["\r"]], None),
+    ('§"\n\n\n\n"', [["\n\n\n\n"]], None),
+    ("\r\n\r\n\r\n\r\n", [], None),
+    ('§"foo∑"bar"\r\n', [], "quote"),
+    ('§"foo""bar"\r\n', [['foo"bar']], None),
+    ('§""""""""', [['"""']], None),
+    ('§"""""""∑', [], "quote"),
+    ('§a,§"é∑"x', [], "quote"),  # columns count bytes, not characters
+]
+GO_ERRORS = {
+    "bare": 'bare " in non-quoted-field',
+    "quote": 'extraneous or missing " in quoted-field',
+}
+
+
+def _go_positions(marked: str) -> tuple[str, int, tuple[int, int] | None]:
+    """(input, line where the failing record starts, (line, column) of ∑), as Go's makePositions."""
+    text, line, col, start, err = [], 1, 1, 1, None
+    for ch in marked:
+        if ch == "¶":
+            start = line
+        elif ch == "∑":
+            err = (line, col)
+        elif ch != "§":
+            text.append(ch)
+            line, col = (line + 1, 1) if ch == "\n" else (line, col + len(ch.encode()))
+    return "".join(text), start, err
+
+
+@pytest.mark.parametrize(("marked", "records", "error"), GO_CSV_CASES)
+def test_go_csv_reader_matches_go(marked: str, records: list[list[str]], error: str | None) -> None:
+    text, start, where = _go_positions(marked)
+    reader = _GoCSV(text.encode())
+    got: list[list[str]] = []
+    if error is None:
+        while (rec := reader.read()) is not None:
+            got.append([f.decode() for f in rec])
+        assert got == records
+        return
+    assert where is not None
+    line, col = where
+    prefix = f"record on line {start}; " if start != line else ""
+    with pytest.raises(InvalidArgument) as exc:
+        while (rec := reader.read()) is not None:
+            got.append([f.decode() for f in rec])
+    assert str(exc.value) == f"{prefix}parse error on line {line}, column {col}: {GO_ERRORS[error]}"
+    assert got == records
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        (
+            'type=image,"name=a',
+            'parse error on line 1, column 19: extraneous or missing " in quoted-field',
+        ),
+        ('name="a"b', 'parse error on line 1, column 6: bare " in non-quoted-field'),
+        ('type=image,name="a"b', 'parse error on line 1, column 17: bare " in non-quoted-field'),
+        (
+            'type=image,"name=a"b',
+            'parse error on line 1, column 19: extraneous or missing " in quoted-field',
+        ),
+        ('type=image, "name=a,b"', 'parse error on line 1, column 13: bare " in non-quoted-field'),
+        (
+            'type=image,"name=a\nb',
+            "record on line 1; parse error on line 2, column 2: "
+            'extraneous or missing " in quoted-field',
+        ),
+        ("type=image\nname=a", "more than one line: give one output per -o"),
+        ("", "no fields"),
+        ("type=image,", "invalid value '': want key=value"),
+        ("type=image,,name=a", "invalid value '': want key=value"),
+        ("type=image,push", "invalid value 'push': want key=value"),
+        ("type=image,push=true,push=false", "duplicate key 'push'"),
+    ],
+)
+def test_parse_output_refuses_what_buildx_refuses(spec: str, why: str) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        parse_output(spec)
+    assert str(exc.value) == f"output {spec!r}: {why}"
+
+
+def test_parse_output_reads_what_buildx_reads() -> None:
+    assert parse_output('type=image,"name=a,b",push=true') == {
+        "type": "image",
+        "name": "a,b",
+        "push": "true",
+    }
+    # keys are trimmed and lower-cased, values kept; "" in quotes is a quote
+    assert parse_output(' TYPE =oci, dest= x ,"annotation.k=say ""hi"""') == {
+        "type": "oci",
+        "dest": " x ",
+        "annotation.k": 'say "hi"',
+    }
+    assert parse_output("name=a,name=b") == {"name": "a,b", "type": "image"}
+    assert parse_output("\r\ntype=docker,dest=-\r\n\r\n") == {"type": "docker", "dest": "-"}

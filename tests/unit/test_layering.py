@@ -47,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
     "compression": {"isal", "zlib_ng", "zstandard"},
-    "remote": {"httpx", "httpcore", "certifi"},
+    "remote": {"httpcore", "certifi"},
     "containerd": {"grpc", "google"},
     "cli": {"rich"},
     "progress": set(),
@@ -107,7 +107,7 @@ def violations(src: Path) -> list[str]:
                 # the exporter sees stores only through their protocols
                 if pkg == "exporter" and (
                     mod.endswith(".local")
-                    or mod.endswith("metadata.db")
+                    or mod.endswith("metadata.store")
                     or mod.endswith("remote.client")
                 ):
                     bad.append(f"{f.relative_to(src)}:{line}: exporter imports concrete {mod}")
@@ -128,8 +128,149 @@ def test_a_forbidden_import_is_caught(tmp_path: Path) -> None:
     fake = tmp_path / "pallet" / "content"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("from ..errors import NotFound\n")
-    (fake / "probe.py").write_text("from ..metadata import db\nimport httpx\nimport os\n")
+    (fake / "probe.py").write_text("from ..metadata import store\nimport httpx\nimport os\n")
     assert violations(tmp_path / "pallet") == [
         "content/probe.py:1: content may not import pallet.metadata",
         "content/probe.py:2: content may not import httpx",
+    ]
+
+
+def _module_graph(src: Path) -> dict[str, set[str]]:
+    """module -> the pallet modules it imports, function-level imports included.
+
+    A module importing from a package it lives in (its own ``__init__``) is not an edge: the
+    package's protocols sit there for its implementations to use, as in containerd's layout.
+    """
+    names: dict[str, Path] = {}
+    for f in src.rglob("*.py"):
+        rel = f.relative_to(src.parent).with_suffix("")
+        names[".".join(rel.parts).removesuffix(".__init__")] = f
+    graph: dict[str, set[str]] = {m: set() for m in names}
+    for mod, f in names.items():
+        for target, _line in _imports(f, src):
+            # `from pkg import sub` resolves to the submodule when there is one
+            cands = [target, target.rpartition(".")[0]]
+            hit = next((c for c in cands if c in names), None)
+            if hit and hit != mod and not mod.startswith(hit + "."):
+                graph[mod].add(hit)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_imports_run_one_way() -> None:
+    """No circle of imports between modules, counting imports inside functions too."""
+    assert circles(_module_graph(SRC)) == []
+
+
+def test_a_circle_is_caught(tmp_path: Path) -> None:
+    pkg = tmp_path / "pallet" / "content"
+    pkg.mkdir(parents=True)
+    (tmp_path / "pallet" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from . import b\n")
+    (pkg / "b.py").write_text("from .a import f\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    assert circles(_module_graph(tmp_path / "pallet")) == [["pallet.content.a", "pallet.content.b"]]
+
+
+# pallet.metadata, as containerd's core/metadata: the database at the bottom, one module per
+# table over it, the collector and fsck over the tables, the facade on top. Keep in step with the
+# doc's metadata row.
+METADATA: dict[str, set[str]] = {
+    "_sqlite": set(),
+    "leases": {"_sqlite"},
+    "content": {"_sqlite", "leases"},
+    "images": {"_sqlite"},
+    "snapshots": {"_sqlite", "leases"},
+    "gc": {"_sqlite", "leases"},
+    "fsck": {"_sqlite"},
+    "store": {"_sqlite", "leases", "content", "images", "snapshots", "gc", "fsck"},
+}
+
+
+def metadata_violations(src: Path) -> list[str]:
+    """Imports inside ``metadata`` that go up or sideways, and private names reached through
+    anything but ``self``/``cls`` (``db._conn()``)."""
+    pkg = src / "metadata"
+    graph = _module_graph(src)
+    bad: list[str] = []
+    for f in sorted(pkg.glob("*.py")):
+        if f.name == "__init__.py":
+            continue
+        name = f.stem
+        allowed = METADATA.get(name)
+        if allowed is None:
+            bad.append(f"metadata/{f.name}: missing from the metadata table")
+            continue
+        for target in sorted(graph[f"pallet.metadata.{name}"]):
+            sub = target.removeprefix("pallet.metadata.")
+            if target.startswith("pallet.metadata.") and sub not in allowed:
+                bad.append(f"metadata/{f.name}: may not import {target}")
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                bad.append(f"metadata/{f.name}:{node.lineno}: reaches into .{node.attr}")
+    return bad
+
+
+def test_metadata_imports_run_down_and_use_public_names() -> None:
+    assert metadata_violations(SRC) == []
+
+
+def test_a_metadata_violation_is_caught(tmp_path: Path) -> None:
+    pkg = tmp_path / "pallet" / "metadata"
+    pkg.mkdir(parents=True)
+    (tmp_path / "pallet" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_sqlite.py").write_text("")
+    (pkg / "store.py").write_text("")
+    (pkg / "images.py").write_text("from . import store\n\ndef f(db):\n    return db._conn()\n")
+    assert metadata_violations(tmp_path / "pallet") == [
+        "metadata/images.py: may not import pallet.metadata.store",
+        "metadata/images.py:4: reaches into ._conn",
     ]

@@ -31,7 +31,7 @@ from pallet.layout import (
     write_directory,
 )
 from pallet.leases import new_id
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
 from support.images import BuiltImage, build_image, build_index, make_tree, tree_state
@@ -41,7 +41,7 @@ from support.validate import InvalidImage, validate_image
 
 
 def image(
-    db: DB, tmp_path: Path, *, oci: bool = True, seed: int = 0, platform: str = "linux/amd64"
+    db: Store, tmp_path: Path, *, oci: bool = True, seed: int = 0, platform: str = "linux/amd64"
 ) -> BuiltImage:
     tag = f"{seed}-{oci}-{platform.replace('/', '-')}"
     tree = make_tree(tmp_path / f"tree-{tag}", seed)
@@ -51,28 +51,28 @@ def image(
     return build_image(db, [tree, extra], oci=oci, platform=platform)
 
 
-def archive(db: DB, imgs: list[ArchiveImage], fmt: Format = Format.OCI) -> bytes:
+def archive(db: Store, imgs: list[ArchiveImage], fmt: Format = Format.OCI) -> bytes:
     out = io.BytesIO()
     save(out, db.content, imgs, format=fmt)
     return out.getvalue()
 
 
-def state(db: DB) -> tuple[object, ...]:
+def state(db: Store) -> tuple[object, ...]:
     return (
         sorted(i.digest for i in db.content.walk()),
-        [(i.name, i.target.digest) for i in db.list()],
+        [(i.name, i.target.digest) for i in db.images.list()],
         [x.id for x in db.leases.list()],
         [s.ref for s in db.content.list_statuses()],
     )
 
 
-def load(db: DB, data: bytes, *, tag: str | None = None, partial: bool = False) -> LoadResult:
+def load(db: Store, data: bytes, *, tag: str | None = None, partial: bool = False) -> LoadResult:
     """What ``pallet load`` does: a lease, the import, the lease deleted (collected on failure).
     Every image loaded must pass the graph check (``partial``: an index may lack platforms)."""
     lease = db.leases.create(new_id("test-load")).id
     ok = False
     try:
-        res = load_archive(io.BytesIO(data), db.content, db, lease=lease, tag=tag)
+        res = load_archive(io.BytesIO(data), db.content, db.images, lease=lease, tag=tag)
         ok = True
     finally:
         db.leases.delete(lease, sync=not ok)
@@ -81,7 +81,7 @@ def load(db: DB, data: bytes, *, tag: str | None = None, partial: bool = False) 
     return res
 
 
-def blobs_of(db: DB, root: object) -> dict[str, bytes]:
+def blobs_of(db: Store, root: object) -> dict[str, bytes]:
     out = {}
     for d in walk(db.content, root):  # type: ignore[arg-type]
         with db.content.open(d) as f:
@@ -124,18 +124,20 @@ def member(
     [(True, Format.OCI), (False, Format.OCI), (True, Format.DOCKER), (False, Format.DOCKER)],
     ids=["oci-types/oci", "docker-types/oci", "oci-types/docker", "docker-types/docker"],
 )
-def test_save_load_save_is_byte_identical(db: DB, tmp_path: Path, oci: bool, fmt: Format) -> None:
+def test_save_load_save_is_byte_identical(
+    db: Store, tmp_path: Path, oci: bool, fmt: Format
+) -> None:
     img = image(db, tmp_path, oci=oci)
     imgs = [ArchiveImage(target=img.manifest, names=("example.com/app:v1", "app:latest"))]
     first = archive(db, imgs, fmt)
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         res = load(other, first)
         assert res.format == "oci"  # pallet's Docker archives are OCI layouts too
         assert [(i.target, i.names) for i in res.images] == [
             (img.manifest, ("example.com/app:v1", "docker.io/library/app:latest"))
         ]
-        assert {i.name: i.target for i in other.list()} == {
+        assert {i.name: i.target for i in other.images.list()} == {
             "example.com/app:v1": img.manifest,
             "docker.io/library/app:latest": img.manifest,
         }
@@ -144,7 +146,11 @@ def test_save_load_save_is_byte_identical(db: DB, tmp_path: Path, oci: bool, fmt
         assert blobs_of(other, img.manifest) == blobs_of(db, img.manifest)
         again = archive(
             other,
-            [ArchiveImage(target=other.get("example.com/app:v1").target, names=imgs[0].names)],
+            [
+                ArchiveImage(
+                    target=other.images.get("example.com/app:v1").target, names=imgs[0].names
+                )
+            ],
             fmt,
         )
         assert again == first
@@ -153,38 +159,38 @@ def test_save_load_save_is_byte_identical(db: DB, tmp_path: Path, oci: bool, fmt
         other.close()
 
 
-def test_multi_platform_round_trip(db: DB, tmp_path: Path) -> None:
+def test_multi_platform_round_trip(db: Store, tmp_path: Path) -> None:
     amd = image(db, tmp_path, seed=1)
     arm = image(db, tmp_path, seed=2, platform="linux/arm64", oci=True)
     idx = build_index(db, [amd, arm])
     first = archive(db, [ArchiveImage(target=idx, names=("example.com/multi:v1",))])
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         load(other, first)
         other.collect()
-        assert other.get("example.com/multi:v1").target == idx
+        assert other.images.get("example.com/multi:v1").target == idx
         assert blobs_of(other, idx) == blobs_of(db, idx)
         assert archive(other, [ArchiveImage(target=idx, names=("example.com/multi:v1",))]) == first
     finally:
         other.close()
 
 
-def test_compressed_archive_and_tag(db: DB, tmp_path: Path) -> None:
+def test_compressed_archive_and_tag(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     data = archive(db, [ArchiveImage(target=img.manifest)])
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         with pytest.raises(InvalidArgument, match="has no name"):
             load(other, data)
-        assert other.list() == []
+        assert other.images.list() == []
         res = load(other, gzip.compress(data), tag="mine:v2")
         assert res.images[0].names == ("docker.io/library/mine:v2",)
-        assert other.get("docker.io/library/mine:v2").target == img.manifest
+        assert other.images.get("docker.io/library/mine:v2").target == img.manifest
     finally:
         other.close()
 
 
-def test_a_tag_needs_a_single_image(db: DB, tmp_path: Path) -> None:
+def test_a_tag_needs_a_single_image(db: Store, tmp_path: Path) -> None:
     a, b = image(db, tmp_path, seed=1), image(db, tmp_path, seed=2)
     data = archive(
         db,
@@ -193,19 +199,19 @@ def test_a_tag_needs_a_single_image(db: DB, tmp_path: Path) -> None:
             ArchiveImage(target=b.manifest, names=("b:1",)),
         ],
     )
-    db.create(Image(name="a", target=a.manifest))
-    db.create(Image(name="b", target=b.manifest))
+    db.images.create(Image(name="a", target=a.manifest))
+    db.images.create(Image(name="b", target=b.manifest))
     before = state(db)
     with pytest.raises(InvalidArgument, match="a tag names one image"):
         load(db, data, tag="c:1")
     assert state(db) == before
 
 
-def test_existing_name_moves_to_the_loaded_image(db: DB, tmp_path: Path) -> None:
+def test_existing_name_moves_to_the_loaded_image(db: Store, tmp_path: Path) -> None:
     a, b = image(db, tmp_path, seed=1), image(db, tmp_path, seed=2)
-    db.create(Image(name="docker.io/library/app:v1", target=a.manifest))
+    db.images.create(Image(name="docker.io/library/app:v1", target=a.manifest))
     load(db, archive(db, [ArchiveImage(target=b.manifest, names=("app:v1",))]))
-    assert db.get("docker.io/library/app:v1").target == b.manifest
+    assert db.images.get("docker.io/library/app:v1").target == b.manifest
 
 
 def _legacy_docker_archive(tmp_path: Path, manifest_first: bool) -> tuple[bytes, Path, str]:
@@ -256,7 +262,7 @@ def _legacy_docker_archive(tmp_path: Path, manifest_first: bool) -> tuple[bytes,
 
 
 @pytest.mark.parametrize("manifest_first", [False, True], ids=["manifest-last", "manifest-first"])
-def test_legacy_docker_archive(db: DB, tmp_path: Path, manifest_first: bool) -> None:
+def test_legacy_docker_archive(db: Store, tmp_path: Path, manifest_first: bool) -> None:
     data, tree, diff = _legacy_docker_archive(tmp_path, manifest_first)
     res = load(db, data)
     assert res.format == "docker"
@@ -275,16 +281,16 @@ def test_legacy_docker_archive(db: DB, tmp_path: Path, manifest_first: bool) -> 
     assert len(list(db.content.walk())) == 3
 
 
-def test_load_directory(db: DB, tmp_path: Path) -> None:
+def test_load_directory(db: Store, tmp_path: Path) -> None:
     a = image(db, tmp_path)
     lay = tmp_path / "layout"
     write_directory(
         lay, db.content, plan_layout(db.content, [ArchiveImage(target=a.manifest, names=("a:v1",))])
     )
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         lease = other.leases.create(new_id()).id
-        res = load_directory(lay, other.content, other, lease=lease)
+        res = load_directory(lay, other.content, other.images, lease=lease)
         other.leases.delete(lease)
         other.collect()
         assert res.images[0].names == ("docker.io/library/a:v1",)
@@ -295,10 +301,10 @@ def test_load_directory(db: DB, tmp_path: Path) -> None:
         real = tmp_path / "elsewhere"
         os.rename(blob, real)
         os.symlink(real, blob)
-        third = open_db(tmp_path / "third")
+        third = open_store(tmp_path / "third")
         lease = third.leases.create(new_id()).id
         with pytest.raises(InvalidArgument, match="symbolic link"):
-            load_directory(lay, third.content, third, lease=lease)
+            load_directory(lay, third.content, third.images, lease=lease)
         third.leases.delete(lease, sync=True)
         assert state(third) == ([], [], [], [])
         third.close()
@@ -309,7 +315,7 @@ def test_load_directory(db: DB, tmp_path: Path) -> None:
 # -- refusals ---------------------------------------------------------------------------------
 
 
-def _good(db: DB, tmp_path: Path, fmt: Format = Format.OCI) -> tuple[BuiltImage, bytes]:
+def _good(db: Store, tmp_path: Path, fmt: Format = Format.OCI) -> tuple[BuiltImage, bytes]:
     img = image(db, tmp_path, seed=3)
     return img, archive(db, [ArchiveImage(target=img.manifest, names=("example.com/x:v1",))], fmt)
 
@@ -511,7 +517,7 @@ def _only_file() -> bytes:
 
 @pytest.mark.parametrize(("case", "make", "exc", "text"), REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refused_archives_import_nothing(
-    db: DB,
+    db: Store,
     tmp_path: Path,
     case: str,
     make: Callable[[bytes, BuiltImage], bytes],
@@ -519,9 +525,9 @@ def test_refused_archives_import_nothing(
     text: str,
 ) -> None:
     keep = image(db, tmp_path, seed=9)  # something already in the store must survive
-    db.create(Image(name="example.com/keep:v1", target=keep.manifest))
+    db.images.create(Image(name="example.com/keep:v1", target=keep.manifest))
     img, good = _good(db, tmp_path)
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         load(
             other, archive(db, [ArchiveImage(target=keep.manifest, names=("example.com/keep:v1",))])
@@ -547,7 +553,7 @@ def _cli(root: Path, *args: str, input: bytes | None = None) -> subprocess.Compl
     )
 
 
-def test_cli_load(db: DB, tmp_path: Path) -> None:
+def test_cli_load(db: Store, tmp_path: Path) -> None:
     img, good = _good(db, tmp_path, Format.DOCKER)
     root = tmp_path / "cli-store"
     r = _cli(root, "load", input=good)
@@ -556,7 +562,7 @@ def test_cli_load(db: DB, tmp_path: Path) -> None:
     r = _cli(root, "load", "--tag", "y:2", "--format", "json", input=good)
     out = json.loads(r.stdout)
     assert out["images"][0]["names"] == ["example.com/x:v1", "docker.io/library/y:2"]
-    check = open_db(root)
+    check = open_store(root)
     try:
         before = state(check)
         assert before[2] == [] and before[3] == []
@@ -574,14 +580,14 @@ def test_cli_load(db: DB, tmp_path: Path) -> None:
     f.write_bytes(retar(good, _flip_layer))
     r = _cli(root, "load", "-i", str(f))
     assert r.returncode == 1 and b"digest mismatch" in r.stderr and r.stderr.count(b"\n") == 1
-    check = open_db(root)
+    check = open_store(root)
     try:
         assert state(check) == before
     finally:
         check.close()
 
 
-def test_an_index_may_lack_platforms_but_not_all(db: DB, tmp_path: Path) -> None:
+def test_an_index_may_lack_platforms_but_not_all(db: Store, tmp_path: Path) -> None:
     amd = image(db, tmp_path, seed=1)
     arm = image(db, tmp_path, seed=2, platform="linux/arm64")
     idx = build_index(db, [amd, arm])
@@ -595,14 +601,14 @@ def test_an_index_may_lack_platforms_but_not_all(db: DB, tmp_path: Path) -> None
 
         return edit
 
-    other = open_db(tmp_path / "other")
+    other = open_store(tmp_path / "other")
     try:
         load(other, retar(data, drop(arm_blobs)), partial=True)
         other.collect()
         validate_image(other.content, idx, partial=True)
         with pytest.raises(InvalidImage, match="missing"):
             validate_image(other.content, idx)
-        target = other.get("example.com/multi:v1").target
+        target = other.images.get("example.com/multi:v1").target
         assert target == idx
         unpack(other.content, target, tmp_path / "amd", platform=Platform.parse("linux/amd64"))
         with pytest.raises(NotFound):

@@ -17,7 +17,7 @@ from pallet.archive.diff import write_diff
 from pallet.errors import DigestMismatch, InvalidArgument
 from pallet.images import Image
 from pallet.layout import unpack
-from pallet.metadata.db import DB, open_db
+from pallet.metadata.store import Store, open_store
 from pallet.oci.descriptor import Platform
 from support.images import build_image, build_index, make_tree, tree_state
 from support.malicious_layers import CORPUS, MaliciousLayer, build_host
@@ -54,7 +54,7 @@ def outside_state(base: Path, root: Path) -> dict[str, tuple[object, ...]]:
     return out
 
 
-def test_unpack_layers_in_order(db: DB, tmp_path: Path) -> None:
+def test_unpack_layers_in_order(db: Store, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "t1", 1)
     upper = tmp_path / "t2"
     shutil.copytree(tree, upper, symlinks=True)
@@ -70,7 +70,7 @@ def test_unpack_layers_in_order(db: DB, tmp_path: Path) -> None:
     assert tree_state(tmp_path / "out" / "rootfs") == tree_state(upper)
 
 
-def test_unpack_index_picks_the_platform(db: DB, tmp_path: Path) -> None:
+def test_unpack_index_picks_the_platform(db: Store, tmp_path: Path) -> None:
     a = build_image(db, [make_tree(tmp_path / "a", 1)], platform="linux/amd64")
     b = build_image(db, [make_tree(tmp_path / "b", 2)], platform="linux/arm64", oci=False)
     idx = build_index(db, [a, b])
@@ -79,7 +79,7 @@ def test_unpack_index_picks_the_platform(db: DB, tmp_path: Path) -> None:
     assert tree_state(tmp_path / "o1") == tree_state(tmp_path / "b")
 
 
-def test_unpack_destination_rules(db: DB, tmp_path: Path) -> None:
+def test_unpack_destination_rules(db: Store, tmp_path: Path) -> None:
     img = build_image(db, [make_tree(tmp_path / "t", 1)])
     full = tmp_path / "full"
     full.mkdir()
@@ -97,7 +97,7 @@ def test_unpack_destination_rules(db: DB, tmp_path: Path) -> None:
 
 
 def test_a_layer_that_is_not_its_diff_id_removes_the_new_destination(
-    db: DB, tmp_path: Path
+    db: Store, tmp_path: Path
 ) -> None:
     import json
 
@@ -118,7 +118,9 @@ def test_a_layer_that_is_not_its_diff_id_removes_the_new_destination(
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
-def test_hostile_image_writes_nothing_outside(db: DB, tmp_path: Path, case: MaliciousLayer) -> None:
+def test_hostile_image_writes_nothing_outside(
+    db: Store, tmp_path: Path, case: MaliciousLayer
+) -> None:
     host = build_host(tmp_path / "base")
     # the "lower layer" of the corpus (symlinks to outside and up) becomes the image's first layer
     lower = io.BytesIO()
@@ -142,10 +144,10 @@ def test_hostile_image_writes_nothing_outside(db: DB, tmp_path: Path, case: Mali
 
 def test_cli_unpack(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    db = open_db(root)
+    db = open_store(root)
     try:
         img = build_image(db, [make_tree(tmp_path / "t", 1)])
-        db.create(Image(name="example.com/u:v1", target=img.manifest))
+        db.images.create(Image(name="example.com/u:v1", target=img.manifest))
     finally:
         db.close()
     argv = [sys.executable, "-m", "pallet.cli", "--root", str(root), "unpack"]

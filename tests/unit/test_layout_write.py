@@ -23,7 +23,7 @@ from pallet.layout import (
     write_archive,
     write_directory,
 )
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
 from support.images import BuiltImage, build_image, build_index, make_tree
@@ -32,7 +32,7 @@ from support.validate import validate_layout
 
 
 def image(
-    db: DB, tmp_path: Path, *, oci: bool = True, seed: int = 0, platform: str = "linux/amd64"
+    db: Store, tmp_path: Path, *, oci: bool = True, seed: int = 0, platform: str = "linux/amd64"
 ) -> BuiltImage:
     tree = make_tree(tmp_path / f"tree-{seed}-{oci}-{platform.replace('/', '-')}", seed)
     extra = tmp_path / f"extra-{seed}-{oci}-{platform.replace('/', '-')}"
@@ -41,7 +41,7 @@ def image(
     return build_image(db, [tree, extra], oci=oci, platform=platform)
 
 
-def test_oci_archive_layout_entries_and_names(db: DB, tmp_path: Path) -> None:
+def test_oci_archive_layout_entries_and_names(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     out = io.BytesIO()
     plan = save(
@@ -91,7 +91,7 @@ def test_oci_archive_layout_entries_and_names(db: DB, tmp_path: Path) -> None:
     assert [d.digest for d in validate_layout(data)] == [img.manifest.digest] * 2
 
 
-def test_unnamed_by_digest_and_annotation_entries(db: DB, tmp_path: Path) -> None:
+def test_unnamed_by_digest_and_annotation_entries(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     from dataclasses import replace
 
@@ -119,7 +119,7 @@ def test_unnamed_by_digest_and_annotation_entries(db: DB, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("oci", [True, False], ids=["oci-types", "docker-types"])
-def test_docker_archive_manifest_json(db: DB, tmp_path: Path, oci: bool) -> None:
+def test_docker_archive_manifest_json(db: Store, tmp_path: Path, oci: bool) -> None:
     img = image(db, tmp_path, oci=oci)
     out = io.BytesIO()
     save(
@@ -155,14 +155,14 @@ def test_docker_archive_manifest_json(db: DB, tmp_path: Path, oci: bool) -> None
     validate_layout(data)  # a Docker archive is an OCI layout too
 
 
-def test_docker_archive_without_names_has_null_repotags(db: DB, tmp_path: Path) -> None:
+def test_docker_archive_without_names_has_null_repotags(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     out = io.BytesIO()
     save(out, db.content, [ArchiveImage(target=img.manifest)], format=Format.DOCKER)
     assert json.loads(read(out.getvalue(), "manifest.json"))[0]["RepoTags"] is None
 
 
-def test_two_images_share_blobs_once(db: DB, tmp_path: Path) -> None:
+def test_two_images_share_blobs_once(db: Store, tmp_path: Path) -> None:
     a = image(db, tmp_path, seed=1)
     b = build_image(db, [a.trees[0], tmp_path / "tree-1-True-linux-amd64"], oci=True)
     out = io.BytesIO()
@@ -185,7 +185,7 @@ def test_two_images_share_blobs_once(db: DB, tmp_path: Path) -> None:
     ]
 
 
-def test_multi_platform(db: DB, tmp_path: Path) -> None:
+def test_multi_platform(db: Store, tmp_path: Path) -> None:
     amd = image(db, tmp_path, platform="linux/amd64", seed=1)
     arm = image(db, tmp_path, oci=True, platform="linux/arm64", seed=2)
     idx = build_index(db, [amd, arm])
@@ -225,7 +225,7 @@ def test_multi_platform(db: DB, tmp_path: Path) -> None:
         )
 
 
-def test_same_image_same_bytes(db: DB, tmp_path: Path) -> None:
+def test_same_image_same_bytes(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     imgs = [ArchiveImage(target=img.manifest, names=("app:v1",))]
     outs = []
@@ -238,7 +238,7 @@ def test_same_image_same_bytes(db: DB, tmp_path: Path) -> None:
     assert outs[0].endswith(bytes(1024)) and len(outs[0]) % 512 == 0
 
 
-def test_missing_blob_fails_before_anything_is_written(db: DB, tmp_path: Path) -> None:
+def test_missing_blob_fails_before_anything_is_written(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     path = db.content.blob_path(img.layers[1].digest)
     os.chmod(path.parent, 0o755)
@@ -249,7 +249,7 @@ def test_missing_blob_fails_before_anything_is_written(db: DB, tmp_path: Path) -
     assert out.getvalue() == b""
 
 
-def test_corrupt_blob_stops_the_stream_before_the_end_marker(db: DB, tmp_path: Path) -> None:
+def test_corrupt_blob_stops_the_stream_before_the_end_marker(db: Store, tmp_path: Path) -> None:
     img = image(db, tmp_path)
     plan = plan_layout(db.content, [ArchiveImage(target=img.manifest)])
     path = db.content.blob_path(img.layers[0].digest)
@@ -263,7 +263,7 @@ def test_corrupt_blob_stops_the_stream_before_the_end_marker(db: DB, tmp_path: P
     assert not out.getvalue().endswith(bytes(1024))
 
 
-def test_write_directory_adds_to_a_layout(db: DB, tmp_path: Path) -> None:
+def test_write_directory_adds_to_a_layout(db: Store, tmp_path: Path) -> None:
     a = image(db, tmp_path, seed=1)
     b = image(db, tmp_path, seed=2)
     lay = tmp_path / "layout"
@@ -306,15 +306,15 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_cli_stdout_gives_the_same_bytes_as_a_file(tmp_path: Path) -> None:
-    from pallet.metadata.db import open_db
+    from pallet.metadata.store import open_store
 
     root = tmp_path / "store"
-    db = open_db(root)
+    db = open_store(root)
     try:
         amd = image(db, tmp_path, seed=1)
         arm = image(db, tmp_path, platform="linux/arm64", seed=2)
-        db.create(Image(name="example.com/app:v1", target=amd.manifest))
-        db.create(Image(name="example.com/multi:v1", target=build_index(db, [amd, arm])))
+        db.images.create(Image(name="example.com/app:v1", target=amd.manifest))
+        db.images.create(Image(name="example.com/multi:v1", target=build_index(db, [amd, arm])))
     finally:
         db.close()
     for args in (
@@ -341,22 +341,34 @@ def test_cli_stdout_gives_the_same_bytes_as_a_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.decode().count("\n") == 1
 
 
-def test_distribution_source_labels_become_annotations(db: DB, tmp_path: Path) -> None:
-    """BuildKit HEAD copies the root's containerd.io/distribution.source.* labels (§7.3)."""
+def test_store_labels_stay_out_of_the_layout(db: Store, tmp_path: Path) -> None:
+    """Only OCI annotations go into index.json: the names and the root's own annotations, never
+    the store's containerd.io/* labels (a distribution source names the registry)."""
     from dataclasses import replace
 
-    img = image(db, tmp_path)
+    img, other = image(db, tmp_path), image(db, tmp_path, seed=1)
     info = db.content.info(img.manifest.digest)
-    key = "containerd.io/distribution.source.example.com"
+    key = "containerd.io/distribution.source.registry.internal"
     db.content.update(
         replace(info, labels={key: "team/app", "other": "x"}), [f"labels.{key}", "labels.other"]
     )
-    plan = plan_layout(
-        db.content, [ArchiveImage(target=img.manifest, names=("example.com/team/app:v1",))]
+    created = "org.opencontainers.image.created"
+    target = replace(
+        img.manifest,
+        annotations={created: "2024-01-02T03:04:05Z", key: "team/app", "pallet.io/layer.x": "y"},
     )
-    (entry,) = json.loads(plan.index_json)["manifests"]
-    assert entry["annotations"] == {
-        key: "team/app",
+    plan = plan_layout(
+        db.content,
+        [
+            ArchiveImage(target=target, names=("example.com/team/app:v1",)),
+            ArchiveImage(target=replace(other.manifest, annotations=target.annotations)),
+        ],
+    )
+    named, unnamed = json.loads(plan.index_json)["manifests"]
+    assert named["annotations"] == {
+        created: "2024-01-02T03:04:05Z",
         "io.containerd.image.name": "example.com/team/app:v1",
         "org.opencontainers.image.ref.name": "v1",
     }
+    assert unnamed["annotations"] == {created: "2024-01-02T03:04:05Z"}
+    assert b"containerd.io/" not in plan.index_json and b"registry.internal" not in plan.index_json

@@ -10,13 +10,13 @@ import pytest
 from pallet.errors import NotFound
 from pallet.images import Image
 from pallet.leases import temporary
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci.digest import Digest
 from support.conformance.metadata import ImageSuite, LeaseSuite
 from support.images import graph, put, random_image
 
 
-def exists(db: DB, d: str) -> bool:
+def exists(db: Store, d: str) -> bool:
     return db.content.blob_path(Digest(d)).exists()
 
 
@@ -25,12 +25,12 @@ class TestEmbedded(ImageSuite, LeaseSuite):
     store; tests/unit/test_containerd_stores.py runs them against containerd."""
 
     @pytest.fixture
-    def store(self, db: DB) -> DB:
+    def store(self, db: Store) -> Store:
         return db
 
 
 # ---------------------------------------------------------------- garbage collection
-def test_gc_unreferenced_blob_goes(db: DB) -> None:
+def test_gc_unreferenced_blob_goes(db: Store) -> None:
     d = put(db, b"orphan")
     st = db.collect()
     assert st.blobs == [d.digest] and not exists(db, d.digest)
@@ -38,7 +38,7 @@ def test_gc_unreferenced_blob_goes(db: DB) -> None:
         db.content.info(d.digest)
 
 
-def test_gc_lease_protects_and_expired_does_not(db: DB) -> None:
+def test_gc_lease_protects_and_expired_does_not(db: Store) -> None:
     db.leases.create("live")
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     db.leases.create("old", {"containerd.io/gc.expire": past})
@@ -52,36 +52,36 @@ def test_gc_lease_protects_and_expired_does_not(db: DB) -> None:
     assert not exists(db, a.digest)
 
 
-def test_gc_image_keeps_graph_and_delete_frees_it(db: DB) -> None:
+def test_gc_image_keeps_graph_and_delete_frees_it(db: Store) -> None:
     with temporary(db.leases) as lid:
         m = random_image(db, 1, sizes=[1000] * 3, lease=lid).manifest
-        db.create(Image(name="img", target=m))
+        db.images.create(Image(name="img", target=m))
     g = graph(db, m)
     assert len(g) == 5
     put(db, b"garbage")
     db.collect()
     assert all(exists(db, d) for d in g)
     assert {str(i.digest) for i in db.content.walk()} == g
-    db.delete("img", sync=True)
+    db.images.delete("img", sync=True)
     assert list(db.content.walk()) == [] and list(db.content.digests()) == []
 
 
-def test_gc_shared_blob_survives_deleting_one_image(db: DB) -> None:
+def test_gc_shared_blob_survives_deleting_one_image(db: Store) -> None:
     shared = b"shared layer bytes" * 100
     with temporary(db.leases) as lid:
         m1 = random_image(db, 1, lease=lid, shared=[shared]).manifest
         m2 = random_image(db, 2, lease=lid, shared=[shared]).manifest
-        db.create(Image(name="one", target=m1))
-        db.create(Image(name="two", target=m2))
+        db.images.create(Image(name="one", target=m1))
+        db.images.create(Image(name="two", target=m2))
     g1, g2 = graph(db, m1), graph(db, m2)
     common = g1 & g2
     assert len(common) == 1
-    db.delete("one", sync=True)
+    db.images.delete("one", sync=True)
     assert all(exists(db, d) for d in g2)
     assert not any(exists(db, d) for d in g1 - g2)
 
 
-def test_gc_chained_refs_and_root_label(db: DB) -> None:
+def test_gc_chained_refs_and_root_label(db: Store) -> None:
     c = put(db, b"leaf")
     b = put(db, b"middle", labels={"containerd.io/gc.ref.content.x": c.digest})
     a = put(
@@ -99,7 +99,7 @@ def test_gc_chained_refs_and_root_label(db: DB) -> None:
     assert not any(exists(db, d.digest) for d in (a, b, c))
 
 
-def test_gc_flat_lease_does_not_follow_refs(db: DB) -> None:
+def test_gc_flat_lease_does_not_follow_refs(db: Store) -> None:
     db.leases.create("flat", {"containerd.io/gc.flat": "1"})
     child = put(db, b"child")
     parent = put(
@@ -109,17 +109,17 @@ def test_gc_flat_lease_does_not_follow_refs(db: DB) -> None:
     assert exists(db, parent.digest) and not exists(db, child.digest)
 
 
-def test_gc_image_label_refs_are_roots(db: DB) -> None:
+def test_gc_image_label_refs_are_roots(db: Store) -> None:
     extra = put(db, b"referenced by the image record")
     m = random_image(db, 3).manifest
-    db.create(
+    db.images.create(
         Image(name="x", target=m, labels={"containerd.io/gc.ref.content.extra": extra.digest})
     )
     db.collect()
     assert exists(db, extra.digest) and exists(db, m.digest)
 
 
-def test_gc_recent_ingest_kept_old_ingest_removed(db: DB) -> None:
+def test_gc_recent_ingest_kept_old_ingest_removed(db: Store) -> None:
     w = db.content.writer("young")
     w.write(b"partial")
     w.close()
@@ -130,7 +130,7 @@ def test_gc_recent_ingest_kept_old_ingest_removed(db: DB) -> None:
         db.content.status("young")
 
 
-def test_gc_dry_run_removes_nothing(db: DB) -> None:
+def test_gc_dry_run_removes_nothing(db: Store) -> None:
     d = put(db, b"would go")
     st = db.collect(dry_run=True)
     assert st.blobs == [d.digest] and exists(db, d.digest)

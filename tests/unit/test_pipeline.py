@@ -48,7 +48,7 @@ from pallet.errors import (
     NotFound,
     Unavailable,
 )
-from pallet.metadata.db import open_db
+from pallet.metadata.store import open_store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
@@ -228,7 +228,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     elif request.param == "local":
         yield LocalStore(tmp_path / "content")
     else:
-        db = open_db(tmp_path / "root")
+        db = open_store(tmp_path / "root")
         yield db.content
         db.close()
 

@@ -1,4 +1,5 @@
-"""The httpx driver with ``httpx.MockTransport``: auth, retries, redirects, push ordering."""
+"""The Session over a :class:`FakeWire` (auth, retries, redirects, push ordering), and the
+httpcore wire against loopback servers (framing, errors, TLS contexts, proxies)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,45 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import re
 import ssl
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from pallet.content.local import LocalStore
-from pallet.errors import AlreadyExists, InvalidArgument
+from pallet.errors import AlreadyExists, InvalidArgument, Unsupported
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
 from pallet.progress import Progress
 from pallet.remote import Credentials, Options, PushOutcome, RetryPolicy, push, push_by_digest
 from pallet.remote.client import Session, is_loopback
-from pallet.remote.protocol import ConnectionLost, Request
-from pallet.remote.wire import CoreWire, WireError
+from pallet.remote.protocol import ConnectionLost, Request, Response
+from pallet.remote.wire import CoreWire, Proxies, WireError
+from support.fakewire import FakeWire, Handler, respond
 
-Handler = Callable[[httpx.Request], httpx.Response]
+
+def u(req: Request) -> SplitResult:
+    return urlsplit(req.url)
+
+
+def body(req: Request) -> bytes:
+    assert req.body is None or isinstance(req.body, bytes)
+    return req.body or b""
 
 
 def session(handler: Handler, sleeps: list[float] | None = None, **kw: object) -> Session:
     rec = sleeps if sleeps is not None else []
     opts: dict[str, object] = {
-        "transport": httpx.MockTransport(handler),
+        "wire": FakeWire(handler),
         "sleep": rec.append,
         "retry": RetryPolicy(attempts=4, initial=0.5, jitter=0),
     }
@@ -46,26 +58,24 @@ def token_handler(
 ) -> Handler:
     n = {"tokens": 0}
 
-    def handle(req: httpx.Request) -> httpx.Response:
+    def handle(req: Request) -> Response:
         log.append(
-            f"{req.method} {req.url.host}{req.url.path} "
+            f"{req.method} {u(req).hostname}{u(req).path} "
             f"{req.headers.get('Authorization', '-')[:12]}"
         )
-        if req.url.host == "auth.example":
+        if u(req).hostname == "auth.example":
             n["tokens"] += 1
-            return httpx.Response(
-                200, json={"token": f"tok{n['tokens']}", "expires_in": expires_in}
-            )
+            return respond(200, json={"token": f"tok{n['tokens']}", "expires_in": expires_in})
         auth = req.headers.get("Authorization", "")
         if not auth.startswith("Bearer tok"):
-            return httpx.Response(
+            return respond(
                 401,
                 headers={
                     "WWW-Authenticate": f'Bearer realm="{realm}",service="reg",'
                     'scope="repository:app:pull"'
                 },
             )
-        return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
+        return respond(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
 
     return handle
 
@@ -102,11 +112,11 @@ def test_401_with_a_token_refreshes_once() -> None:
     inner = token_handler(log)
     state = {"rejected": False}
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path.endswith("sha256:x") and not state["rejected"]:
+    def handler(req: Request) -> Response:
+        if u(req).path.endswith("sha256:x") and not state["rejected"]:
             state["rejected"] = True
             log.append("reject")
-            return httpx.Response(
+            return respond(
                 401,
                 headers={
                     "WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg",'
@@ -128,20 +138,20 @@ def test_429_retry_after_then_success_and_exhaustion() -> None:
     sleeps: list[float] = []
     calls = {"n": 0}
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path == "/v2/":
-            return httpx.Response(200)
+    def handler(req: Request) -> Response:
+        if u(req).path == "/v2/":
+            return respond(200)
         calls["n"] += 1
         if calls["n"] == 1:
-            return httpx.Response(429, headers={"Retry-After": "2"})
+            return respond(429, headers={"Retry-After": "2"})
         if calls["n"] == 2:
-            return httpx.Response(503)
-        return httpx.Response(200)
+            return respond(503)
+        return respond(200)
 
     with session(handler, sleeps) as s:
         assert head(s) == 200
     assert sleeps == [2.0, 1.0]  # Retry-After, then backoff for attempt 2
-    always: Handler = lambda req: httpx.Response(200 if req.url.path == "/v2/" else 502)  # noqa: E731
+    always: Handler = lambda req: respond(200 if u(req).path == "/v2/" else 502)  # noqa: E731
     sleeps.clear()
     with session(always, sleeps) as s:
         assert head(s) == 502
@@ -151,11 +161,11 @@ def test_429_retry_after_then_success_and_exhaustion() -> None:
 def test_connection_errors_are_retried_for_idempotent_requests() -> None:
     n = {"fails": 2}
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path != "/v2/" and n["fails"]:
+    def handler(req: Request) -> Response:
+        if u(req).path != "/v2/" and n["fails"]:
             n["fails"] -= 1
-            raise httpx.ReadError("connection reset by peer")
-        return httpx.Response(200)
+            raise WireError("ReadError", "connection reset by peer")
+        return respond(200)
 
     with session(handler) as s:
         assert head(s) == 200
@@ -164,17 +174,15 @@ def test_connection_errors_are_retried_for_idempotent_requests() -> None:
 def test_redirect_to_another_host_drops_credentials() -> None:
     seen: list[tuple[str, str | None]] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append((str(req.url.host), req.headers.get("Authorization")))
-        if req.url.path == "/v2/" and "Authorization" not in req.headers:
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
-        if req.url.host == "reg.example" and req.url.path.startswith("/v2/app/blobs"):
-            return httpx.Response(
-                307, headers={"Location": "https://storage.example/blob?sig=s3cr3t"}
-            )
-        if req.url.host == "reg.example" and req.url.path == "/same":
-            return httpx.Response(302, headers={"Location": "/v2/app/manifests/x"})
-        return httpx.Response(200, content=b"data")
+    def handler(req: Request) -> Response:
+        seen.append((str(u(req).hostname), req.headers.get("Authorization")))
+        if u(req).path == "/v2/" and "Authorization" not in req.headers:
+            return respond(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        if u(req).hostname == "reg.example" and u(req).path.startswith("/v2/app/blobs"):
+            return respond(307, headers={"Location": "https://storage.example/blob?sig=s3cr3t"})
+        if u(req).hostname == "reg.example" and u(req).path == "/same":
+            return respond(302, headers={"Location": "/v2/app/manifests/x"})
+        return respond(200, body=b"data")
 
     creds = {"reg.example": Credentials(username="u", password="p")}
     with session(handler, credentials=creds) as s:
@@ -192,18 +200,17 @@ def test_redirect_to_another_host_drops_credentials() -> None:
 def test_loopback_uses_http_and_falls_back_to_https() -> None:
     assert is_loopback("localhost:5000") and is_loopback("127.0.0.2") and is_loopback("[::1]:5000")
     assert not is_loopback("example.com:5000") and not is_loopback("10.0.0.1")
-    # parsed without ipaddress for IPv4, with the same answers as ipaddress gives
     for host in ("127.0.0.255:1", "0:0:0:0:0:0:0:1", "[::1]", "a.localhost"):
         assert is_loopback(host), host
     for host in ("127.1", "127.000.0.1", "128.0.0.1", "256.0.0.1", "[fe80::1]", "registry:5000"):
         assert not is_loopback(host), host
     schemes: list[str] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        schemes.append(req.url.scheme)
-        if req.url.scheme == "http":
-            return httpx.Response(400, content=b"Client sent an HTTP request to an HTTPS server.\n")
-        return httpx.Response(200)
+    def handler(req: Request) -> Response:
+        schemes.append(u(req).scheme)
+        if u(req).scheme == "http":
+            return respond(400, body=b"Client sent an HTTP request to an HTTPS server.\n")
+        return respond(200)
 
     with session(handler) as s:
         assert s.endpoint("127.0.0.1:5000") == "https://127.0.0.1:5000"
@@ -211,18 +218,18 @@ def test_loopback_uses_http_and_falls_back_to_https() -> None:
         schemes.clear()
         assert s.endpoint("registry.example") == "https://registry.example"
     assert schemes == ["https"]
-    with session(lambda req: httpx.Response(200)) as s:
+    with session(lambda req: respond(200)) as s:
         assert s.endpoint("localhost:5000") == "http://localhost:5000"
 
 
 def test_insecure_host_tries_https_then_http() -> None:
     schemes: list[str] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        schemes.append(req.url.scheme)
-        if req.url.scheme == "https":
-            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
-        return httpx.Response(200)
+    def handler(req: Request) -> Response:
+        schemes.append(u(req).scheme)
+        if u(req).scheme == "https":
+            raise WireError("ConnectError", "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        return respond(200)
 
     with session(handler, insecure=frozenset({"reg.example:5000"})) as s:
         assert s.endpoint("reg.example:5000") == "http://reg.example:5000"
@@ -234,20 +241,20 @@ def test_insecure_loopback_host_tries_http_first() -> None:
     still answers (its 400 sends the client on to https)."""
     schemes: list[str] = []
 
-    def plain(req: httpx.Request) -> httpx.Response:
-        schemes.append(req.url.scheme)
-        return httpx.Response(200)
+    def plain(req: Request) -> Response:
+        schemes.append(u(req).scheme)
+        return respond(200)
 
     with session(plain, insecure=frozenset({"127.0.0.1:5000"})) as s:
         assert s.endpoint("127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert schemes == ["http"]
     schemes.clear()
 
-    def tls(req: httpx.Request) -> httpx.Response:
-        schemes.append(req.url.scheme)
-        if req.url.scheme == "http":
-            return httpx.Response(400, content=b"Client sent an HTTP request to an HTTPS server.\n")
-        return httpx.Response(200)
+    def tls(req: Request) -> Response:
+        schemes.append(u(req).scheme)
+        if u(req).scheme == "http":
+            return respond(400, body=b"Client sent an HTTP request to an HTTPS server.\n")
+        return respond(200)
 
     with session(tls, insecure=frozenset({"127.0.0.1:5000"})) as s:
         assert s.endpoint("127.0.0.1:5000") == "https://127.0.0.1:5000"
@@ -257,17 +264,17 @@ def test_insecure_loopback_host_tries_http_first() -> None:
 def test_identity_token_posts_a_refresh_grant() -> None:
     bodies: list[bytes] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.host == "auth.example":
-            bodies.append(req.content)
+    def handler(req: Request) -> Response:
+        if u(req).hostname == "auth.example":
+            bodies.append(body(req))
             assert req.method == "POST"
-            return httpx.Response(200, json={"access_token": "at", "expires_in": 300})
+            return respond(200, json={"access_token": "at", "expires_in": 300})
         if req.headers.get("Authorization") != "Bearer at":
-            return httpx.Response(
+            return respond(
                 401,
                 headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/t",service="reg"'},
             )
-        return httpx.Response(200)
+        return respond(200)
 
     creds = {"reg.example": Credentials(identity_token="refresh-me")}
     with session(handler, credentials=creds) as s:
@@ -288,46 +295,46 @@ class MemRegistry:
         self.events: list[str] = []
         self.n = 0
 
-    def __call__(self, req: httpx.Request) -> httpx.Response:
-        p = req.url.path
+    def __call__(self, req: Request) -> Response:
+        p = u(req).path
         if p == "/v2/":
-            return httpx.Response(200)
+            return respond(200)
         if m := re.fullmatch(r"/v2/(.+)/blobs/(sha256:\w+)", p):
-            return httpx.Response(200 if m.group(2) in self.blobs else 404)
+            return respond(200 if m.group(2) in self.blobs else 404)
         if re.fullmatch(r"/v2/(.+)/blobs/uploads/", p):
             self.n += 1
             self.uploads[str(self.n)] = bytearray()
-            return httpx.Response(202, headers={"Location": f"/upload/{self.n}"})
+            return respond(202, headers={"Location": f"/upload/{self.n}"})
         if m := re.fullmatch(r"/upload/(\d+)", p):
             buf = self.uploads[m.group(1)]
-            buf.extend(req.read())
+            buf.extend(body(req))
             if req.method == "PATCH":
-                return httpx.Response(202, headers={"Location": p, "Range": f"0-{len(buf) - 1}"})
-            d = req.url.params["digest"]
+                return respond(202, headers={"Location": p, "Range": f"0-{len(buf) - 1}"})
+            d = parse_qs(u(req).query)["digest"][0]
             assert "sha256:" + hashlib.sha256(buf).hexdigest() == d
             self.blobs[d] = bytes(buf)
             self.events.append(f"blob {d[:15]}")
-            return httpx.Response(201, headers={"Docker-Content-Digest": d})
+            return respond(201, headers={"Docker-Content-Digest": d})
         if m := re.fullmatch(r"/v2/(.+)/manifests/(.+)", p):
             ref = m.group(2)
             if req.method == "HEAD":
                 if ref in self.manifests:
-                    ctype, body = self.manifests[ref]
-                    d = "sha256:" + hashlib.sha256(body).hexdigest()
+                    ctype, stored = self.manifests[ref]
+                    d = "sha256:" + hashlib.sha256(stored).hexdigest()
                     headers = {
                         "Docker-Content-Digest": d,
                         "Content-Type": ctype,
-                        "Content-Length": str(len(body)),
+                        "Content-Length": str(len(stored)),
                     }
-                    return httpx.Response(200, headers=headers)
-                return httpx.Response(404)
-            body = req.read()
+                    return respond(200, headers=headers)
+                return respond(404)
+            data = body(req)
             ctype = req.headers["Content-Type"]
-            assert json.loads(body)["mediaType"] == ctype
-            d = "sha256:" + hashlib.sha256(body).hexdigest()
-            self.manifests[ref] = (ctype, body)
+            assert json.loads(data)["mediaType"] == ctype
+            d = "sha256:" + hashlib.sha256(data).hexdigest()
+            self.manifests[ref] = (ctype, data)
             self.events.append(f"manifest {ref[:15]}")
-            return httpx.Response(201, headers={"Docker-Content-Digest": d})
+            return respond(201, headers={"Docker-Content-Digest": d})
         raise AssertionError(f"{req.method} {p}")
 
 
@@ -363,9 +370,7 @@ def test_push_order_dedupe_and_tag_only_on_root(tmp_path: Path) -> None:
     }
     root = _put(store, json.dumps(idx).encode(), mt.OCI_INDEX)
     reg = MemRegistry()
-    opts = Options(
-        transport=httpx.MockTransport(reg), chunk_size=128 << 10, monolithic_max=64 << 10
-    )
+    opts = Options(wire=FakeWire(reg), chunk_size=128 << 10, monolithic_max=64 << 10)
     res = push(store, root, "reg.example/app:v1", options=opts)
     assert len(res[0].blobs) == 5  # 2 configs + 2 layers + 1 shared, each once
     assert set(res[0].blobs.values()) == {PushOutcome.UPLOADED}
@@ -387,11 +392,11 @@ def test_push_of_what_the_tag_already_names_is_one_head(tmp_path: Path) -> None:
     reg = MemRegistry()
     seen: list[str] = []
 
-    def logged(req: httpx.Request) -> httpx.Response:
-        seen.append(f"{req.method} {req.url.path}")
+    def logged(req: Request) -> Response:
+        seen.append(f"{req.method} {u(req).path}")
         return reg(req)
 
-    opts = Options(transport=httpx.MockTransport(logged))
+    opts = Options(wire=FakeWire(logged))
     first = push(store, root, "reg.example/app:v1", options=opts)
     assert set(first[0].blobs.values()) == {PushOutcome.UPLOADED}
     assert first[0].manifests == {root.digest: PushOutcome.UPLOADED}
@@ -419,7 +424,16 @@ def test_push_of_what_the_tag_already_names_is_one_head(tmp_path: Path) -> None:
 
 
 # -- the SSL context is made only for HTTPS ----------------------------------------------------
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+_PROXY_VARS = tuple(
+    f"{name}_proxy".upper() if upper else f"{name}_proxy"
+    for name in ("http", "https", "all", "no")
+    for upper in (False, True)
+)
+
+
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in _PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
 
 
 @contextlib.contextmanager
@@ -468,8 +482,7 @@ def _count_contexts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_plain_http_never_loads_the_ca_bundle(
     plain_registry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for var in _PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
+    _no_proxies(monkeypatch)
     made = _count_contexts(monkeypatch)
     with Session(Options(retry=RetryPolicy(attempts=1))) as s:
         assert s.endpoint(plain_registry) == f"http://{plain_registry}"
@@ -487,8 +500,7 @@ def test_plain_http_never_loads_the_ca_bundle(
 
 
 def test_https_is_verified_with_the_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in _PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
+    _no_proxies(monkeypatch)
     made = _count_contexts(monkeypatch)
     with Session(Options(insecure=["insecure.example:5000"])) as s:
         wire = s._wire
@@ -507,18 +519,6 @@ def test_https_is_verified_with_the_context(monkeypatch: pytest.MonkeyPatch) -> 
         assert not s._is_insecure("registry.example")
         raw = wire._pool("unverified")._ssl_context
         assert raw is not None and raw.verify_mode == ssl.CERT_NONE and not raw.check_hostname
-        assert made == [1]
-
-
-def test_proxies_from_the_environment_get_the_context_up_front(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """httpx builds proxy transports in the client's constructor, with the verifying context."""
-    for var in _PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    made = _count_contexts(monkeypatch)
-    with Session(Options()):
         assert made == [1]
 
 
@@ -623,3 +623,155 @@ def test_core_wire_errors_are_named_as_httpx_names_them() -> None:
         assert ei.value.name == "UnsupportedProtocol"
     finally:
         w.close()
+
+
+# -- proxies from the environment ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "port", "bypass"),
+    [
+        ("", "registry.example", 443, False),
+        ("*", "registry.example", 443, True),
+        ("localhost, *", "registry.example", 443, True),
+        ("registry.example", "registry.example", 443, True),
+        ("registry.example", "eu.registry.example", 443, True),  # and its subdomains
+        ("registry.example", "myregistry.example", 443, False),  # a name, not a string suffix
+        ("example", "registry.example", 443, True),
+        (".registry.example", "registry.example", 443, True),  # a leading dot is ignored
+        (".registry.example", "eu.registry.example", 443, True),
+        ("REGISTRY.example", "Registry.EXAMPLE", 443, True),
+        ("registry.example", "registry.example.", 443, True),  # the root's dot
+        ("other.example , registry.example,", "registry.example", 443, True),
+        ("registry.example:5000", "registry.example", 5000, True),
+        ("registry.example:5000", "registry.example", 443, False),
+        ("10.1.2.3", "10.1.2.3", 443, True),
+        ("10.1.2.3", "10.1.2.4", 443, False),
+        ("10.0.0.0/8", "10.1.2.3", 443, True),
+        ("10.0.0.0/8", "11.1.2.3", 443, False),
+        ("10.0.0.0/8", "registry.example", 443, False),  # names are never resolved
+        ("localhost", "127.0.0.1", 80, False),
+        ("::1", "::1", 443, True),
+        ("[::1]", "::1", 443, True),
+        ("::1", "[::1]", 443, True),
+        ("[::1]:5000", "::1", 5000, True),
+        ("[::1]:5000", "::1", 5001, False),
+        ("fd00::/8", "fd12::1", 443, True),
+        ("fd00::/8", "fe80::1", 443, False),
+    ],
+)
+def test_no_proxy_matches_as_curl_does(no_proxy: str, host: str, port: int, bypass: bool) -> None:
+    proxies = Proxies.from_environ({"no_proxy": no_proxy, "all_proxy": "http://proxy:3128"})
+    assert proxies.bypass(host, port) is bypass
+    assert proxies.for_url("https", host, port) == ("" if bypass else "http://proxy:3128")
+
+
+def test_proxy_variables_are_read_as_httpx_and_requests_read_them() -> None:
+    env = {"HTTP_PROXY": "http://upper:1", "http_proxy": "lower:3128", "ALL_PROXY": "http://a:1"}
+    p = Proxies.from_environ(env)
+    assert p.for_url("http", "r.example", 80) == "http://lower:3128"  # lower case wins; http://
+    assert p.for_url("https", "r.example", 443) == "http://a:1"  # all_proxy fills in https
+    assert Proxies.from_environ({"HTTPS_PROXY": "https://p:1"}).for_url("https", "r", 443) == (
+        "https://p:1"
+    )
+    # an empty lower-case variable turns the upper-case one off
+    off = Proxies.from_environ({"HTTPS_PROXY": "http://p:1", "https_proxy": ""})
+    assert off.for_url("https", "r", 443) == ""
+    # CGI: HTTP_PROXY may have come from a request's Proxy header (httpoxy)
+    cgi = {"HTTP_PROXY": "http://evil:1", "REQUEST_METHOD": "GET"}
+    assert Proxies.from_environ(cgi).for_url("http", "r", 80) == ""
+    assert Proxies.from_environ({**cgi, "http_proxy": "http://ok:1"}).for_url("http", "r", 80) == (
+        "http://ok:1"
+    )
+    assert Proxies.from_environ({}).for_url("https", "r", 443) == ""
+    assert (
+        Proxies.from_environ({"NO_PROXY": "*", "ALL_PROXY": "http://p:1"}).for_url("http", "r", 80)
+        == ""
+    )
+
+
+def test_http_goes_to_the_proxy_in_absolute_form_with_its_credentials(
+    echo_server: tuple[str, list[tuple[str, dict[str, str], bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loopback server plays the proxy: a forward proxy gets the request line with the whole
+    URL, and ``Proxy-Authorization`` from the proxy URL's user info; ``no_proxy`` hosts go
+    direct (the same server, asked for by a name the proxy is bypassed for)."""
+    host, seen = echo_server
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("http_proxy", f"http://us%40er:p%3Ass@{host}")
+    monkeypatch.setenv("NO_PROXY", "direct.example,localhost")
+    port = host.rsplit(":", 1)[1]
+    with Session(Options(retry=RetryPolicy(attempts=1))) as s:
+        r = s._send_with_retries(Request(method="GET", url="http://reg.example:5000/v2/x"), None)
+        assert (r.status, r.body) == (201, b"abc")
+        r = s._send_with_retries(Request(method="GET", url=f"http://localhost:{port}/d"), None)
+        assert r.status == 201
+    (line, headers, _), (direct, direct_headers, _) = seen
+    assert line == "GET http://reg.example:5000/v2/x HTTP/1.1"
+    assert headers["host"] == "reg.example:5000"
+    assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert direct == "GET /d HTTP/1.1"
+    assert "proxy-authorization" not in direct_headers
+
+
+def test_proxies_keep_the_context_lazy_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA bundle still loads on the first HTTPS request (through a proxy too), once for the
+    session: the direct pool, the proxy's and an HTTPS proxy's own TLS share it."""
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens on port 9
+    made = _count_contexts(monkeypatch)
+    with Session(Options(retry=RetryPolicy(attempts=1))) as s:
+        wire = s._wire
+        assert isinstance(wire, CoreWire)
+        assert made == []
+        with pytest.raises(ConnectionLost, match="ConnectError"):
+            s._send_with_retries(Request(method="GET", url="https://reg.example/v2/"), None)
+        assert made == [1]
+        assert set(wire._pools) == {("verified", "http://127.0.0.1:9")}
+        tunnel = wire._pools[("verified", "http://127.0.0.1:9")]
+        direct = wire._pool("verified")
+        via_tls = wire._pool("verified", "https://127.0.0.1:9")
+        assert tunnel._ssl_context is direct._ssl_context is via_tls._ssl_context
+        assert via_tls._proxy_ssl_context is direct._ssl_context
+        assert made == [1]
+
+
+def test_a_proxy_pallet_cannot_speak_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:s3cr3t@127.0.0.1:1080")
+    with Session(Options()) as s:
+        with pytest.raises(Unsupported) as ei:
+            s._send_with_retries(Request(method="GET", url="http://reg.example/v2/"), None)
+    assert str(ei.value) == (
+        "proxy socks5://127.0.0.1:1080 from the environment: "
+        "only http:// and https:// proxy URLs are supported"
+    )
+
+
+def test_a_plain_http_session_loads_httpcore_and_nothing_heavier() -> None:
+    """Start-up of the push path: httpcore (and what it imports), never httpx, ``urllib.request``
+    or the ``email``/``http.client`` stack."""
+    code = (
+        "import socket, sys, threading\n"
+        "srv = socket.create_server(('127.0.0.1', 0))\n"
+        "def serve():\n"
+        "    c, _ = srv.accept()\n"
+        "    c.recv(65536)\n"
+        "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 0\\r\\n\\r\\n')\n"
+        "    c.close()\n"
+        "threading.Thread(target=serve, daemon=True).start()\n"
+        "before = set(sys.modules)\n"
+        "from pallet.remote import Options\n"
+        "from pallet.remote.client import Session\n"
+        "from pallet.remote.protocol import Request\n"
+        "url = f'http://127.0.0.1:{srv.getsockname()[1]}/v2/'\n"
+        "with Session(Options()) as s:\n"
+        "    print(s._send_with_retries(Request(method='GET', url=url), None).status)\n"
+        "heavy = ('httpcore', 'httpx', 'urllib.request', 'email', 'http.client')\n"
+        "print(sorted(m for m in heavy if m in set(sys.modules) - before))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["200", "['httpcore']"]

@@ -1,4 +1,4 @@
-"""The native snapshotter on the real DB: the snapshotter suite, directories committed in place,
+"""The native snapshotter on the real store: the snapshotter suite, directories committed in place,
 and garbage collection."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from pallet.errors import InvalidArgument
 from pallet.leases import temporary
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.snapshots import Snapshotter
 from pallet.snapshots.native import NativeSnapshotter
 from support.conformance.snapshots import SnapshotSuite
@@ -22,7 +22,7 @@ class TestNative(SnapshotSuite):
     snapshotter; tests/unit/test_containerd_stores.py runs it against containerd's."""
 
     @pytest.fixture
-    def snapshotter(self, db: DB) -> NativeSnapshotter:
+    def snapshotter(self, db: Store) -> NativeSnapshotter:
         return db.snapshotter()
 
     def test_prepare_commit_chain_and_errors(self, snapshotter: Snapshotter) -> None:
@@ -30,7 +30,7 @@ class TestNative(SnapshotSuite):
         assert list(snapshotter.root.iterdir()) == []  # removing frees the directories at once
 
 
-def test_commit_dir_does_not_copy(db: DB, tmp_path: Path) -> None:
+def test_commit_dir_does_not_copy(db: Store, tmp_path: Path) -> None:
     user = tmp_path / "user"
     user.mkdir()
     (user / "big").write_bytes(b"x" * 100_000)
@@ -47,7 +47,7 @@ def test_commit_dir_does_not_copy(db: DB, tmp_path: Path) -> None:
         sn.commit_dir("bad", tmp_path / "nope")
 
 
-def test_gc_collects_snapshots_by_labels_and_leases(db: DB) -> None:
+def test_gc_collects_snapshots_by_labels_and_leases(db: Store) -> None:
     sn = db.snapshotter()
     with temporary(db.leases) as lid:
         sn.prepare("a", lease=lid)

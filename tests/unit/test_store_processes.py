@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.metadata.db import open_db
-from pallet.metadata.fsck import fsck
+from pallet.metadata.store import open_store
 from pallet.oci.digest import Digest
 
 WORKER = textwrap.dedent(
@@ -25,8 +24,8 @@ WORKER = textwrap.dedent(
     from pallet.images import Image
     from pallet.leases import temporary
     from pallet.errors import NotFound
-    from pallet.metadata.db import open_db
-    db = open_db(sys.argv[1])
+    from pallet.metadata.store import open_store
+    db = open_store(sys.argv[1])
     wid = int(sys.argv[2])
     out = []
     for i in range(12):
@@ -39,9 +38,9 @@ WORKER = textwrap.dedent(
                              shared=[shared]).manifest
             name = f"w{wid}/img:{i}"
             try:
-                db.update(Image(name=name, target=m), ["target"])
+                db.images.update(Image(name=name, target=m), ["target"])
             except NotFound:
-                db.create(Image(name=name, target=m))
+                db.images.create(Image(name=name, target=m))
             # labels from several processes on one shared blob must all survive
             info = db.content.info(m.digest)
         # under a lease: until the gc.root label is on, the collector may take an unleased blob
@@ -60,7 +59,7 @@ WORKER = textwrap.dedent(
 @pytest.mark.slow
 def test_many_processes_one_store(tmp_path: Path) -> None:
     root = tmp_path / "store"
-    open_db(root).close()
+    open_store(root).close()
     tests_dir = str(Path(__file__).resolve().parents[1])
     procs = [
         subprocess.Popen(
@@ -76,10 +75,10 @@ def test_many_processes_one_store(tmp_path: Path) -> None:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         results.append(out)
-    db = open_db(root)
+    db = open_store(root)
     db.collect()
-    assert fsck(db) == []
-    names = {i.name: i.target.digest for i in db.list()}
+    assert db.fsck() == []
+    names = {i.name: i.target.digest for i in db.images.list()}
     for out in results[1:]:
         for name, dg in json.loads(out):
             assert names[name] == dg
@@ -90,7 +89,7 @@ def test_many_processes_one_store(tmp_path: Path) -> None:
     # graphs complete after concurrent collection
     from pallet.images import walk
 
-    for img in db.list():
+    for img in db.images.list():
         for d in walk(db.content, img.target):
             assert db.content.blob_path(d.digest).exists()
     db.close()
@@ -99,8 +98,8 @@ def test_many_processes_one_store(tmp_path: Path) -> None:
 KILLED_WRITER = textwrap.dedent(
     """
     import os, sys
-    from pallet.metadata.db import open_db
-    db = open_db(sys.argv[1])
+    from pallet.metadata.store import open_store
+    db = open_store(sys.argv[1])
     data = open(sys.argv[2], "rb").read()
     w = db.content.writer("victim")
     print("offset", w.offset, flush=True)
@@ -120,7 +119,7 @@ KILLED_WRITER = textwrap.dedent(
 @pytest.mark.parametrize("kill_at", ["start", "early", "middle", "end", "commit"])
 def test_sigkill_writer_leaves_store_valid_and_resumable(tmp_path: Path, kill_at: str) -> None:
     root = tmp_path / "store"
-    open_db(root).close()
+    open_store(root).close()
     payload = tmp_path / "payload"
     data = os.urandom(4 << 20)
     payload.write_bytes(data)
@@ -141,8 +140,8 @@ def test_sigkill_writer_leaves_store_valid_and_resumable(tmp_path: Path, kill_at
     p.send_signal(signal.SIGKILL)
     p.wait()
     p.stdout.close()
-    db = open_db(root)
-    assert fsck(db) == []
+    db = open_store(root)
+    assert db.fsck() == []
     blob = db.content.blob_path(dg)
     if blob.exists():
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == dg.hex
@@ -155,5 +154,5 @@ def test_sigkill_writer_leaves_store_valid_and_resumable(tmp_path: Path, kill_at
             w.write(data[w.offset :])
             assert w.commit(len(data), dg) == dg
     assert hashlib.sha256(blob.read_bytes()).hexdigest() == dg.hex
-    assert fsck(db) == []
+    assert db.fsck() == []
     db.close()

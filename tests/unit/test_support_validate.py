@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pallet.compression import Compression
-from pallet.metadata.db import DB
+from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest
@@ -46,7 +46,7 @@ def tar(files: dict[str, bytes]) -> bytes:
 
 
 def image(
-    db: DB,
+    db: Store,
     layers: list[Descriptor],
     diff_ids: list[Digest],
     *,
@@ -79,7 +79,7 @@ def image(
     )
 
 
-def gz_layer(db: DB, files: dict[str, bytes]) -> tuple[Descriptor, Digest]:
+def gz_layer(db: Store, files: dict[str, bytes]) -> tuple[Descriptor, Digest]:
     raw = tar(files)
     return put(db, gzip.compress(raw, mtime=0), media_type=mt.OCI_LAYER_GZIP), sha(raw)
 
@@ -93,7 +93,7 @@ def gz_layer(db: DB, files: dict[str, bytes]) -> tuple[Descriptor, Digest]:
      (False, Compression.GZIP)],
 )  # fmt: skip
 def test_built_images_and_indexes_pass(
-    db: DB, tmp_path: Path, oci: bool, compression: Compression
+    db: Store, tmp_path: Path, oci: bool, compression: Compression
 ) -> None:
     tree = make_tree(tmp_path / "tree", 1)
     amd = build_image(db, [tree, tar({"extra": b"x" * 5000})], oci=oci, compression=compression)
@@ -105,13 +105,13 @@ def test_built_images_and_indexes_pass(
     validate_image(db.content, index.digest)
 
 
-def test_random_images_pass(db: DB) -> None:
+def test_random_images_pass(db: Store) -> None:
     img = random_image(db, 3, sizes=[0, 1, 70_000], shared=[b"shared"])
     validate_image(db.content, img.manifest)
     validate_image(db.content, build_index(db, [img, random_image(db, 4)]))
 
 
-def test_a_gzip_layer_of_several_members_passes(db: DB) -> None:
+def test_a_gzip_layer_of_several_members_passes(db: Store) -> None:
     raw = tar({"a": b"a" * 3000, "b": b"b" * 3000})
     blob = gzip.compress(raw[:4096], mtime=0) + gzip.compress(raw[4096:], mtime=0)
     layer = put(db, blob, media_type=mt.OCI_LAYER_GZIP)
@@ -121,7 +121,7 @@ def test_a_gzip_layer_of_several_members_passes(db: DB) -> None:
 # -- each broken invariant fails, with its reason ---------------------------------------------
 
 
-def test_wrong_size(db: DB) -> None:
+def test_wrong_size(db: Store) -> None:
     layer, diff = gz_layer(db, {"f": b"data"})
     m = image(db, [replace(layer, size=layer.size + 1)], [diff])
     with pytest.raises(InvalidImage, match=rf"layer {layer.digest}: {layer.size} bytes, its "
@@ -131,7 +131,7 @@ def test_wrong_size(db: DB) -> None:
         validate_image(db.content, replace(m, size=m.size - 1))
 
 
-def test_wrong_digest(db: DB, tmp_path: Path) -> None:
+def test_wrong_digest(db: Store, tmp_path: Path) -> None:
     """A store checks digests on commit; a layout directory is only files, so corrupt one."""
     img = random_image(db, 5, sizes=[1000])
     out = tmp_path / "layout"
@@ -152,7 +152,7 @@ def test_wrong_digest(db: DB, tmp_path: Path) -> None:
     assert f"config {img.config.digest}: diff_ids[0] is {img.layers[0].digest}" in msg
 
 
-def test_wrong_diff_id(db: DB) -> None:
+def test_wrong_diff_id(db: Store) -> None:
     layer, diff = gz_layer(db, {"f": b"data"})
     wrong = sha(b"something else")
     with pytest.raises(InvalidImage, match=rf"diff_ids\[0\] is {wrong}, layer {layer.digest} "
@@ -162,7 +162,7 @@ def test_wrong_diff_id(db: DB) -> None:
         validate_image(db.content, image(db, [layer], [diff, diff]))
 
 
-def test_wrong_uncompressed_label(db: DB) -> None:
+def test_wrong_uncompressed_label(db: Store) -> None:
     raw = tar({"f": b"labelled"})
     blob = gzip.compress(raw, mtime=0)
     layer = put(
@@ -177,7 +177,7 @@ def test_wrong_uncompressed_label(db: DB) -> None:
     validate_image(db.content, m, labels=False)
 
 
-def test_missing_child(db: DB) -> None:
+def test_missing_child(db: Store) -> None:
     raw = tar({"f": b"never stored"})
     blob = gzip.compress(raw, mtime=0)
     ghost = Descriptor(media_type=mt.OCI_LAYER_GZIP, digest=sha(blob), size=len(blob))
@@ -192,7 +192,7 @@ def test_missing_child(db: DB) -> None:
         validate_image(db.content, sha(b"no such manifest"))
 
 
-def test_missing_gc_label(db: DB) -> None:
+def test_missing_gc_label(db: Store) -> None:
     layer, diff = gz_layer(db, {"f": b"unlabelled"})
     m = image(db, [layer], [diff], labels=False)
     with pytest.raises(InvalidImage) as ei:
@@ -204,7 +204,7 @@ def test_missing_gc_label(db: DB) -> None:
     validate_image(db.content, m, labels=False)  # e.g. a layout directory has no labels
 
 
-def test_corrupt_compression(db: DB) -> None:
+def test_corrupt_compression(db: Store) -> None:
     blob = gzip.compress(tar({"f": b"x" * 1000}), mtime=0)[:-12] + b"\0" * 12
     layer = put(db, blob, media_type=mt.OCI_LAYER_GZIP)
     with pytest.raises(InvalidImage, match=rf"layer {layer.digest} .*: does not decompress"):
@@ -214,7 +214,7 @@ def test_corrupt_compression(db: DB) -> None:
         validate_image(db.content, image(db, [zlayer], [sha(b"")]))
 
 
-def test_schema_and_media_type(db: DB) -> None:
+def test_schema_and_media_type(db: Store) -> None:
     layer, diff = gz_layer(db, {"f": b"schema"})
     no_layers = image(
         db,
@@ -247,7 +247,7 @@ def test_schema_and_media_type(db: DB) -> None:
         validate_image(db.content, image(db, [layer], [diff], doc=doc), labels=False)
 
 
-def test_index_children(db: DB) -> None:
+def test_index_children(db: Store) -> None:
     imgs: list[BuiltImage] = [random_image(db, 6), random_image(db, 7, platform="linux/arm64")]
     ghost = replace(imgs[1], manifest=replace(imgs[1].manifest, digest=sha(b"gone"), size=4))
     index = build_index(db, [imgs[0], ghost])
@@ -282,7 +282,7 @@ def test_index_children(db: DB) -> None:
         validate_image(db.content, deep)
 
 
-def test_layout(db: DB, tmp_path: Path) -> None:
+def test_layout(db: Store, tmp_path: Path) -> None:
     from pallet.layout import ArchiveImage, plan_layout, save, write_directory
 
     img = build_image(db, [make_tree(tmp_path / "tree", 2)])

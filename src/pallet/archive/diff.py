@@ -53,8 +53,13 @@ Entry policy (the bytes)
 * Sockets cannot be stored in a tar: they are skipped and reported through
   :attr:`DiffOptions.on_warning`; a socket replacing a lower file deletes that file.
 
-Both trees must hold still during the walk (snapshots are): a file that shrinks while it is read
-raises :class:`~pallet.errors.FailedPrecondition`; one that grows is cut at the stat'ed size.
+Both trees must hold still during the walk (snapshots are). A file that changes while it is
+read raises :class:`~pallet.errors.FailedPrecondition` naming it, and the stream stops before its
+end marker: one that shrank or grew (the last read asks for a byte more than the header's size,
+see :meth:`~pallet.archive.tar.TarWriter.copy_fd`), and one read in several calls whose inode,
+size or mtime afterwards (``fstat``) differs from the listing (rewritten in place or replaced).
+A file read in one call is one version of it, so small files cost no extra system call. Files
+listed empty are not read.
 """
 
 from __future__ import annotations
@@ -143,7 +148,7 @@ def write_diff(
     Raises:
         NotFound: ``lower`` or ``upper`` does not exist, or a file vanished during the walk.
         InvalidArgument: ``lower``/``upper`` is not a directory; bad ``dest`` or epoch.
-        FailedPrecondition: a file is unreadable (permissions) or shrank while being read.
+        FailedPrecondition: a file is unreadable (permissions) or changed while being read.
         Unsupported: the filesystem refused an operation we need.
         Error: any other OS error while reading the trees.
     """
@@ -206,6 +211,26 @@ def _translate(exc: OSError, noun: str = "path") -> Error:
     if code in _XATTR_UNSUPPORTED:
         return Unsupported(msg)
     return Error(msg)
+
+
+def _changed(listed: os.stat_result, read: os.stat_result, failed: bool) -> str:
+    """Why a file read after ``listed`` (its header) does not match it; ``""`` if it does.
+
+    ``read`` is the open file's status after its data was copied, ``failed`` whether the copy
+    found it shorter or longer than listed. A file that grew would otherwise be cut at its
+    listed size, and one rewritten in place or swapped for another would give an entry of
+    bytes the file never held at once: GNU tar warns "file changed as we read it",
+    containerd's writer fails, and so does this one.
+    """
+    if (read.st_ino, read.st_dev) != (listed.st_ino, listed.st_dev):
+        return "replaced by another file"
+    if read.st_size != listed.st_size:
+        return f"{listed.st_size} bytes when listed, {read.st_size} after reading"
+    if failed:
+        return f"its size moved away from {listed.st_size} bytes and back"
+    if read.st_mtime_ns != listed.st_mtime_ns:
+        return "modified: its mtime moved"
+    return ""
 
 
 def _scan(path: bytes) -> list[os.DirEntry[bytes]]:
@@ -375,21 +400,35 @@ class _Walker:
             refs = self._inode_refs.pop(key, None)
         tw.add_header(name, tf, mode, st.st_uid, st.st_gid, mt, size, link, major, minor, xattrs)
         if size:
-            self._copy(path)
+            self._copy(path, st)
         if refs:
             for rname, ranc in refs:
                 self._flush(ranc)
                 tw.add_header(rname, LNKTYPE, mode, st.st_uid, st.st_gid, mt, 0, name, 0, 0, xattrs)
         return True
 
-    def _copy(self, path: bytes) -> None:
+    def _copy(self, path: bytes, st: os.stat_result) -> None:
+        """Write the data of the file that ``st`` (the header's size) describes.
+
+        Raises:
+            FailedPrecondition: the file is not what ``st`` says any more (see :func:`_changed`).
+        """
         fd = os.open(path, _OPEN_FLAGS)
         try:
-            self._tw.copy_fd(fd)
+            try:
+                reads = self._tw.copy_fd(fd)
+            except FailedPrecondition:  # it ended before the header's size, or went on past it
+                reads = -1
+            # one read is one version of the file, and copy_fd saw whether it grew; after
+            # several (the sink ran in between) it may have been rewritten in place
+            now = os.fstat(fd) if reads != 1 else None
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, path) from exc
         finally:
             os.close(fd)
+        why = _changed(st, now, reads < 0) if now is not None else ""
+        if why:
+            raise FailedPrecondition(f"file {_show(path)}: changed while being read ({why})")
 
     # -- layer from a directory (hot loop) ----------------------------------------------------
 
@@ -444,7 +483,7 @@ class _Walker:
                         xattrs_of(path, warn),
                     )
                     if size:
-                        self._copy(path)
+                        self._copy(path, st)
                 else:
                     emit(pfx + e.name, e.path, st)
             else:

@@ -6,14 +6,12 @@ We do not use :mod:`tarfile`, for two reasons:
 
 * **Speed.** Layers of small files are won or lost in the per-entry cost of the writer. tarfile
   builds a ``TarInfo`` object per member, encodes every field through several layers of method
-  calls and writes each header and each file separately; it manages roughly 8-12k entries/s on
-  the reference machine, against 75-130k/s for a bare walk that reads the same files. This
-  writer packs a header with one :class:`struct.Struct` call into a reusable 1 MiB buffer,
-  computes the checksum in C (:func:`zlib.adler32` over the variable fields, see
-  :func:`_checksum`), reads file data straight into that buffer with :func:`os.readv`, and
-  hands the sink a memoryview only when the buffer is full. With :mod:`pallet.archive.diff`
-  on 20,000 small files that is about 115k entries/s, ten times tarfile and within 15% of the
-  bare walk.
+  calls and writes each header and each file separately, which makes it many times slower
+  than a bare walk that reads the same files. This writer packs a header with one
+  :class:`struct.Struct` call into a reusable 1 MiB buffer, computes the checksum in C
+  (:func:`zlib.adler32` over the variable fields, see :func:`_checksum`), reads file data
+  straight into that buffer with :func:`os.readv`, and hands the sink a memoryview only when
+  the buffer is full, which brings it close to the bare walk (figures in BENCHMARKS.md).
 * **Determinism.** The bytes of a layer are its diffID, so every field is under our control:
   no uname/gname lookups, no atime/ctime, no process ids in PAX header names (GNU tar writes
   ``PaxHeaders.<pid>``), sorted PAX records, and no record padding that depends on a blocking
@@ -364,6 +362,7 @@ class TarWriter:
         "_mv",
         "_pad",
         "_pos",
+        "_probe",
         "_remaining",
         "_sink",
         "entries",
@@ -378,6 +377,7 @@ class TarWriter:
         self._cap = buffer_size
         self._pos = 0
         self._flushed = 0
+        self._probe = bytearray(1)  # the byte past an entry's data that copy_fd must not get
         self._remaining = 0  # data bytes the current entry still needs
         self._pad = 0  # zero bytes that follow the current entry's data
         self._entry = b""
@@ -513,20 +513,31 @@ class TarWriter:
         if not self._remaining:
             self._end_data()
 
-    def copy_fd(self, fd: int) -> None:
+    def copy_fd(self, fd: int) -> int:
         """Read the current entry's remaining data from ``fd`` (at its current offset).
 
+        The last read asks for one byte more than the entry needs, into a spare buffer: a file
+        that has it grew after it was stat'ed, and would otherwise be cut at the header's size
+        (Go's ``archive/tar`` fails such a copy with ``ErrWriteTooLong``). This costs no extra
+        system call.
+
+        Returns:
+            the number of reads it took: more than one means time passed (the sink ran)
+            between the first and the last byte, so the caller may want to check the file.
+
         Raises:
-            FailedPrecondition: the file ended early (it shrank after it was stat'ed).
+            FailedPrecondition: the file ended early (it shrank after it was stat'ed) or goes
+                on past the entry's size (it grew).
             OSError: reading failed (the caller knows the path and translates it).
         """
         rem = self._remaining
         if not rem:
-            return
+            return 0
         mv = self._mv
         cap = self._cap
         p = self._pos
         readv = os.readv
+        reads = 0
         while rem:
             room = cap - p
             if not room:
@@ -534,19 +545,24 @@ class TarWriter:
                 self._flush()
                 p = 0
                 room = cap
-            n = readv(fd, [mv[p : p + (rem if rem < room else room)]])
-            if not n:
+            # the last read of the entry also asks for the byte after it, into the probe
+            last = rem <= room
+            n = readv(fd, [mv[p : p + rem], self._probe] if last else [mv[p:cap]])
+            reads += 1
+            if not n or n > rem:
                 self._pos = p
                 self._remaining = rem
                 raise FailedPrecondition(
-                    f"tar entry {_show(self._entry)!r}: file ended {rem} bytes before "
-                    "the size in its header (changed while being read?)"
+                    f"tar entry {_show(self._entry)!r}: file "
+                    + (f"ended {rem} bytes before" if not n else "goes on past")
+                    + " the size in its header (changed while being read?)"
                 )
             p += n
             rem -= n
         self._pos = p
         self._remaining = 0
         self._end_data()
+        return reads
 
     def add_file(
         self,

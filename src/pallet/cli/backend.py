@@ -74,7 +74,7 @@ class _Unpacker:
     def begin(self, parent: str, lease: str) -> Any:
         """A daemon snapshot to fill while the layer is computed (bind mounts only)."""
         from ..containerd.unpack import local_dir
-        from ..exporter.image import SnapshotTarget
+        from ..exporter.unpack import SnapshotTarget
 
         sn = self.client.snapshotter(self.snapshotter)
         return SnapshotTarget.prepare(sn, parent, lease, local_dir)
@@ -104,7 +104,7 @@ def open_backend(args: argparse.Namespace) -> Backend:
         from .main import _db
 
         db = _db(args)
-        return Backend(content=db.content, images=db, leases=db.leases, where=str(db.root))
+        return Backend(content=db.content, images=db.images, leases=db.leases, where=str(db.root))
     from ..containerd import connect, from_env, namespace_from_env
 
     if getattr(args, "namespace", None) == "":

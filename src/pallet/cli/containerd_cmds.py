@@ -52,7 +52,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     from .main import _db, _out
 
     db = _db(args)
-    img = _find(db, args.ref)
+    img = _find(db.images, args.ref)
     platform = Platform.parse(args.platform) if args.platform else None
     with _client(args) as c:
         res = copy_image(

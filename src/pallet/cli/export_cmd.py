@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -20,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from ..oci.descriptor import Descriptor, Platform
     from ..rootfs import Layer as RootfsLayer
     from .backend import Backend
 
-__all__ = ["parse_output", "register"]
+__all__ = ["register"]
 
 
 class _Ordered(argparse.Action):
@@ -51,27 +50,6 @@ class _LayerAction(_Ordered):
 
 class _RootfsAction(_Ordered):
     metavar_kind = "rootfs"
-
-
-def parse_output(spec: str) -> dict[str, str]:
-    """``type=image,name=a,push=true`` as buildx parses it (CSV, so ``"name=a,b"`` works)."""
-    try:
-        fields = next(csv.reader([spec], skipinitialspace=True))
-    except (csv.Error, StopIteration) as exc:
-        raise InvalidArgument(f"output {spec!r}: {exc}") from exc
-    out: dict[str, str] = {}
-    for f in fields:
-        k, sep, v = f.partition("=")
-        k = k.strip().lower()
-        if not sep:
-            if k == "":
-                continue
-            raise InvalidArgument(f"output {spec!r}: invalid value {f!r}: want key=value")
-        if k in out and k not in ("name",):
-            raise InvalidArgument(f"output {spec!r}: duplicate key {k!r}")
-        out[k] = f"{out[k]},{v}" if k in out else v
-    out.setdefault("type", "image")
-    return out
 
 
 def register(sub: Any, common: Any, add: Any) -> None:
@@ -266,13 +244,16 @@ def _resolve_base(
     except NotFound:
         pass
     from ..oci.reference import Reference
-    from ..remote import pull
+    from ..remote import Options, pull
 
     try:
         r = Reference.parse(ref)
     except InvalidArgument as exc:
         raise InvalidArgument(f"base {ref}: not in the store and not a reference: {exc}") from None
     plats: list[Platform | None] = [Platform.parse(p) for p in _platform_list(args)] or [None]
+    options = _remote_options(args) or Options()
+    if args.insecure_registry:
+        options = options.with_insecure(r.registry)
     root: Descriptor | None = None
     from ..errors import Error
 
@@ -284,8 +265,7 @@ def _resolve_base(
                 layers=not _push_only(args),
                 platform=p,
                 lease=lease,
-                insecure=args.insecure_registry,
-                options=_remote_options(args),
+                options=options,
                 on_progress=progress.write,
             )
         except Error as exc:
@@ -370,7 +350,7 @@ def _layer_labels(layer: RootfsLayer) -> dict[str, str]:
 
 
 def _base_chain(
-    db: DB,
+    db: Store,
     backend: Backend,
     layers: Sequence[RootfsLayer],
     materialize: bool,
@@ -410,7 +390,7 @@ def _base_chain(
     return parent
 
 
-def _stack(db: DB, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
+def _stack(db: Store, parent: str, items: Sequence[tuple[str, str, str]], lease: str) -> str:
     import secrets
 
     from .. import labels as L
@@ -463,6 +443,7 @@ def _warn(msg: str) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exporter import Source
     from ..exporter.image import ImageExporter
+    from ..exporter.options import parse_output
     from ..leases import temporary
     from ..oci.descriptor import Platform
     from ..progress import NullProgress

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..images import Image, ImageStore
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from ..oci.descriptor import Platform
 
 __all__ = ["register"]
 
 
-def _db(args: argparse.Namespace) -> DB:
+def _db(args: argparse.Namespace) -> Store:
     from .main import _db as db
 
     return db(args)
@@ -79,7 +79,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     db = _db(args)
     imgs = []
     for ref in args.refs:
-        img = _find(db, ref)
+        img = _find(db.images, ref)
         names = _archive_names(img.name)
         if not names:
             raise InvalidArgument(f"image {img.name}: its name is not an image reference")
@@ -132,12 +132,12 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         res: LoadResult
         if src == "-":
-            res = load_archive(sys.stdin.buffer, db.content, db, lease=lease, tag=args.tag)
+            res = load_archive(sys.stdin.buffer, db.content, db.images, lease=lease, tag=args.tag)
         elif os.path.isdir(src):
-            res = load_directory(src, db.content, db, lease=lease, tag=args.tag)
+            res = load_directory(src, db.content, db.images, lease=lease, tag=args.tag)
         else:
             with open(src, "rb") as f:
-                res = load_archive(f, db.content, db, lease=lease, tag=args.tag)
+                res = load_archive(f, db.content, db.images, lease=lease, tag=args.tag)
         ok = True
     finally:
         # on failure, collect what was written: nothing of the archive stays

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..content import Info
     from ..images import Image
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from .backend import Backend
 
 __all__ = ["default_root", "main"]
@@ -71,10 +71,10 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def _db(args: argparse.Namespace) -> DB:
-    from ..metadata.db import open_db
+def _db(args: argparse.Namespace) -> Store:
+    from ..metadata.store import open_store
 
-    return open_db(args.root or default_root())
+    return open_store(args.root or default_root())
 
 
 @contextlib.contextmanager
@@ -298,7 +298,7 @@ def cmd_images_inspect(args: argparse.Namespace) -> int:
     from ..images import walk
 
     db = _db(args)
-    img = db.get(args.name)
+    img = db.images.get(args.name)
     obj = _image_json(img)
     obj["graph"] = [d.to_json() for d in walk(db.content, img.target)]
     print(json.dumps(obj, indent=2, sort_keys=True))
@@ -322,13 +322,13 @@ def cmd_images_tag(args: argparse.Namespace) -> int:
     from ..errors import NotFound
 
     db = _db(args)
-    src = db.get(args.source)
+    src = db.images.get(args.source)
     for name in args.targets:
         img = replace(src, name=name)
         try:
-            db.update(img, ["target"])
+            db.images.update(img, ["target"])
         except NotFound:
-            db.create(img)
+            db.images.create(img)
         print(name)
     return 0
 
@@ -425,8 +425,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
 def cmd_fsck(args: argparse.Namespace) -> int:
     import json
 
-    from ..metadata.fsck import fsck
-
     db = _db(args)
     n = 0
 
@@ -434,7 +432,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         nonlocal n
         n += 1
 
-    problems = fsck(db, repair=args.repair, on_blob=count)
+    problems = db.fsck(repair=args.repair, on_blob=count)
     if args.format == "json":
         print(
             json.dumps(

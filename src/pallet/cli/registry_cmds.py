@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from ..metadata.db import DB
+    from ..metadata.store import Store
     from ..oci.descriptor import Descriptor
     from ..remote import Options
 
@@ -65,24 +65,23 @@ def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
     )
 
 
-def name_image(db: DB, name: str, target: Descriptor) -> None:
+def name_image(db: Store, name: str, target: Descriptor) -> None:
     """Point ``name`` at ``target`` (update, else create), as the exporter names images."""
     from ..errors import NotFound
     from ..images import Image
 
     try:
-        db.update(Image(name=name, target=target), ["target"])
+        db.images.update(Image(name=name, target=target), ["target"])
     except NotFound:
-        db.create(Image(name=name, target=target))
+        db.images.create(Image(name=name, target=target))
 
 
 def pull_into(
-    db: DB,
+    db: Store,
     ref: str,
     *,
     platform: str | None,
     options: Options,
-    insecure: bool,
     progress: Any,
     lease: str,
 ) -> Descriptor:
@@ -93,7 +92,6 @@ def pull_into(
         db.content,
         platform=platform,
         lease=lease,
-        insecure=insecure,
         options=options,
         on_progress=progress.write,
     )
@@ -116,7 +114,6 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 str(ref),
                 platform=args.platform,
                 options=remote_options(args, [ref.registry]),
-                insecure=args.insecure,
                 progress=r,
                 lease=lease,
             )
@@ -148,7 +145,6 @@ def cmd_push(args: argparse.Namespace) -> int:
                 img.target,
                 str(dest),
                 by_digest=args.by_digest,
-                insecure=args.insecure,
                 options=options,
                 on_progress=r.write,
             )
@@ -183,8 +179,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         args.server,
         args.username,
         password,
-        insecure=args.insecure,
-        options=Options(ca_file=args.ca_file),
+        options=Options(
+            ca_file=args.ca_file, insecure=frozenset([args.server] if args.insecure else [])
+        ),
     )
     print(f"Login Succeeded (credentials in {path})")
     return 0

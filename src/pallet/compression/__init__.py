@@ -20,9 +20,9 @@ owns three things:
   library version and level the bytes never depend on the thread count or on how the input is
   split into ``compress()`` calls.
 
-Levels use each format's usual scale: gzip 0-9 (default 3, the best ISA-L level: on the benchmark
-corpora its layers are 0-6 % larger than umoci's pgzip and 3-10 % larger than ``pigz -6``, at a
-third of the time, see BENCHMARKS.md) and zstd 0-22 (0 means libzstd's default, 3).
+Levels use each format's usual scale: gzip 0-9 (default 3, the best ISA-L level: layers a little
+larger than umoci's pgzip and ``pigz -6`` make, in much less time; figures in BENCHMARKS.md) and
+zstd 0-22 (0 means libzstd's default, 3).
 ``uncompressed`` has level 0 and ignores any level given. :func:`normalize_level` maps a request
 to the canonical level that labels and caches record.
 

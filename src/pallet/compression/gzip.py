@@ -20,8 +20,9 @@ Implementations by level (the *encoder*, recorded in blob labels):
 level     implementation                                 note
 ========  =============================================  =======================================
 0         zlib-ng level 0 (stored blocks)                no compression, still valid gzip
-1-3       ISA-L (``isal``) levels 1-3                    3 is the default: 3-10 % larger than
-                                                         gzip -6, 5-8x faster than zlib
+1-3       ISA-L (``isal``) levels 1-3                    3 is the default: a little larger
+                                                         than gzip -6, much faster than zlib
+                                                         (figures in BENCHMARKS.md)
 4-9       zlib-ng levels 4-9                             slower; for smaller output
 ========  =============================================  =======================================
 

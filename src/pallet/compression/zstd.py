@@ -17,9 +17,8 @@ Frame parameters, fixed:
   converted from a stored blob and the same layer streamed from a directory get the same digest);
 * no dictionary, no dictionary ID;
 * job size fixed at twice the level's window (4 MiB at level 3) instead of libzstd's default:
-  on the 537 MB big-files corpus this cuts peak memory from ~80 to ~42 MiB above the
-  interpreter for +0.06-0.4 % output and no speed change, and it keeps the job boundaries (part
-  of the output) independent of libzstd's default tuning;
+  it cuts peak memory for slightly larger output and no speed change (figures in BENCHMARKS.md),
+  and it keeps the job boundaries (part of the output) independent of libzstd's default tuning;
 * the stream ends with a block flush, then the frame end (an empty last block, 3 bytes). Ending
   with the frame end alone is racy in libzstd's multi-threaded mode: when the input length is a
   multiple of the job size, whether the last data job is marked "last" (or followed by an empty

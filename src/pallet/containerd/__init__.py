@@ -1,7 +1,7 @@
 """containerd as a second implementation of pallet's store interfaces.
 
 A :class:`Client` talks gRPC to a containerd daemon (1.6 API) on its unix socket and offers,
-for one namespace, the same protocols as the embedded store (:mod:`pallet.metadata.db`), so code
+for one namespace, the same protocols as the embedded store (:mod:`pallet.metadata.store`), so code
 written against the protocols cannot tell them apart:
 
 * ``client.content``: :class:`pallet.content.Store` (resumable writers over the bidirectional
@@ -19,10 +19,10 @@ Every call carries ``containerd-namespace: <namespace>``. gRPC codes become pall
 FAILED_PRECONDITION → FailedPrecondition, UNAVAILABLE → Unavailable, UNIMPLEMENTED →
 Unsupported); a daemon that is not running is one ``Unavailable`` line naming the socket.
 
-Optional: needs the ``pallet[containerd]`` extra (grpcio, protobuf, grpcio-tools); without it
-:func:`connect` raises ``Unsupported`` saying what to install. Nothing here imports grpc until
-:func:`connect` is called. Message classes are generated from pallet's own ``.proto`` files on
-first use (:mod:`pallet.containerd._proto`).
+Optional: needs the ``pallet[containerd]`` extra (grpcio, protobuf); without it :func:`connect`
+raises ``Unsupported`` saying what to install. Nothing here imports grpc until :func:`connect` is
+called. The message classes are protoc's output for pallet's own ``.proto`` files, generated
+ahead of time and checked in (:mod:`pallet.containerd._proto`).
 
 How the command line builds the backend::
 

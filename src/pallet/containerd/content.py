@@ -51,7 +51,8 @@ from ._rpc import Connection, map_error
 
 __all__ = ["CHUNK", "WINDOW", "ContainerdContentStore", "ContainerdWriter"]
 
-#: bytes per WRITE request (1 MiB measured best here; the server limit is 16 MiB)
+#: bytes per WRITE request (the size that measured best, see BENCHMARKS.md; the server limit is
+#: 16 MiB)
 CHUNK = 1 << 20
 #: WRITE requests in flight before the writer waits for a response
 WINDOW = 8

@@ -20,9 +20,9 @@ the daemon on this machine), the layer is applied by pallet's own applier
 (:func:`pallet.archive.apply.apply_tar`, root-confined, diffID checked) reading the blob from the
 daemon's content store, instead of ``Diff.Apply``. The snapshot, its key, lease and commit are
 the daemon's as before; only who writes the files changes. It is what containerd's in-process
-applier does after mounting, and it is an order of magnitude faster than the 1.6 daemon's
-applier here (120 MB debian rootfs: ~0.6 s instead of ~3.7 s). ``$PALLET_CONTAINERD_APPLY=daemon``
-always uses ``Diff.Apply``; any other mount (an overlay with lower directories) does too.
+applier does after mounting, and it is much faster than the 1.6 daemon's applier (figures in
+BENCHMARKS.md). ``$PALLET_CONTAINERD_APPLY=daemon`` always uses ``Diff.Apply``; any other mount
+(an overlay with lower directories) does too.
 """
 
 from __future__ import annotations

@@ -568,7 +568,8 @@ class LocalStore:
         self.index.forget_blob(dgst)
 
     # -- IngestManager ----------------------------------------------------------------------
-    def _status_of(self, d: Path) -> Status | None:
+    def dir_status(self, d: Path) -> Status | None:
+        """The status of ingest directory ``d`` (from :meth:`ingest_dirs`); None if unreadable."""
         try:
             ref = (d / "ref").read_text()
             started = _from_ts((d / "startedat").read_text())
@@ -590,7 +591,7 @@ class LocalStore:
 
     def status(self, ref: str) -> Status:
         _validate_ref(ref)
-        s = self._status_of(self._ingest_dir(ref))
+        s = self.dir_status(self._ingest_dir(ref))
         if s is None or s.ref != ref:
             raise NotFound(f"ingest ref {ref}: not found")
         return s
@@ -608,7 +609,7 @@ class LocalStore:
         flt = _filters.parse(filters)
         out = []
         for d in self.ingest_dirs():
-            s = self._status_of(d)
+            s = self.dir_status(d)
             if s is not None and flt.match(functools.partial(_status_field, s)):
                 out.append(s)
         return out

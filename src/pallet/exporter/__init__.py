@@ -12,6 +12,9 @@ Lifecycle (BuildKit's ``exporter.Exporter``): an :class:`Exporter` is built once
 * :mod:`.manifest`: manifest/index bytes, descriptors and GC labels;
 * :mod:`.plan`: ``Commit`` without the I/O: source + options -> per-platform targets, then
   layers -> every blob to write, root descriptor first known.
+
+The I/O halves: :mod:`.layers` builds each snapshot's layer blob, :mod:`.unpack` holds the
+unpacker protocols and pallet's own unpacker, :mod:`.image` is the exporter that drives them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from . import _json
+
+if TYPE_CHECKING:
+    from ..progress import ProgressWriter
 
 __all__ = [
     "META_BASE_CONFIG",
@@ -87,8 +93,11 @@ class ExporterInstance(Protocol):
         """The progress vertex name, ``exporting to image``."""
         ...
 
-    def export(self, source: Source) -> dict[str, str]:
-        """Write (and name, unpack, push) the image; returns the response map."""
+    def export(self, source: Source, *, progress: ProgressWriter | None = None) -> dict[str, str]:
+        """Write (and name, unpack, push) the image; returns the response map.
+
+        ``progress`` receives this export's status events (default: the exporter's own).
+        """
         ...
 
 

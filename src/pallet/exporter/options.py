@@ -67,6 +67,7 @@ __all__ = [
     "ImageExportOptions",
     "go_parse_bool",
     "go_parse_int",
+    "parse_output",
     "resolve",
 ]
 
@@ -337,3 +338,140 @@ def resolve(
     kw["annotations"] = group
     kw["metadata"] = meta
     return replace(ImageExportOptions(), **kw)
+
+
+_BARE_QUOTE = 'bare " in non-quoted-field'
+_QUOTE = 'extraneous or missing " in quoted-field'
+
+
+class _GoCSV:
+    """Go's ``encoding/csv`` ``Reader`` as buildx uses it for ``-o``: comma-separated, no
+    ``LazyQuotes``, no ``TrimLeadingSpace``, no comments.
+
+    It works on bytes because Go's columns are 1-based *byte* offsets; a ``ParseError`` reads
+    ``parse error on line L, column C: <why>`` (``record on line S; `` first when the record
+    started on an earlier line). Like Go, it folds ``\\r\\n`` into ``\\n``, drops a ``\\r``
+    before the end and skips blank lines.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._off = 0
+        self._line = 0
+
+    def _read_line(self) -> tuple[bytes, bool]:
+        """The next line with its ``\\n``, and whether the input had ended (nothing read)."""
+        self._line += 1
+        data, off = self._data, self._off
+        if off >= len(data):
+            return b"", True
+        end = data.find(b"\n", off)
+        if end < 0:
+            line = data[off:].removesuffix(b"\r")
+            self._off = len(data)
+        else:
+            line = data[off : end + 1]
+            self._off = end + 1
+            if line.endswith(b"\r\n"):
+                line = line[:-2] + b"\n"
+        return line, False
+
+    @staticmethod
+    def _nl(line: bytes) -> int:
+        return 1 if line.endswith(b"\n") else 0
+
+    def _error(self, start: int, line: int, col: int, why: str) -> InvalidArgument:
+        where = f"record on line {start}; " if start != line else ""
+        return InvalidArgument(f"{where}parse error on line {line}, column {col}: {why}")
+
+    def read(self) -> list[bytes] | None:
+        """The next record's fields; ``None`` at the end of the input.
+
+        Raises:
+            InvalidArgument: Go's ``ParseError`` text for a bare or unbalanced quote.
+        """
+        while True:
+            line, eof = self._read_line()
+            if eof:
+                return None
+            if len(line) != self._nl(line):
+                break
+        start = self._line
+        fields: list[bytes] = []
+        pos_line, col = self._line, 1
+        while True:
+            if not line.startswith(b'"'):
+                i = line.find(b",")
+                field = line[:i] if i >= 0 else line[: len(line) - self._nl(line)]
+                j = field.find(b'"')
+                if j >= 0:
+                    raise self._error(start, self._line, col + j, _BARE_QUOTE)
+                fields.append(field)
+                if i < 0:
+                    return fields
+                line = line[i + 1 :]
+                col += i + 1
+                continue
+            line, col = line[1:], col + 1
+            quoted = bytearray()
+            while True:
+                i = line.find(b'"')
+                if i >= 0:
+                    quoted += line[:i]
+                    line, col = line[i + 1 :], col + i + 1
+                    if line.startswith(b'"'):  # "" is one quote
+                        quoted += b'"'
+                        line, col = line[1:], col + 1
+                    elif line.startswith(b","):
+                        line, col = line[1:], col + 1
+                        fields.append(bytes(quoted))
+                        break
+                    elif len(line) == self._nl(line):
+                        fields.append(bytes(quoted))
+                        return fields
+                    else:
+                        raise self._error(start, self._line, col - 1, _QUOTE)
+                elif line:  # the field goes on on the next line
+                    quoted += line
+                    col += len(line)
+                    line, _ = self._read_line()
+                    if line:
+                        pos_line, col = pos_line + 1, 1
+                else:  # the input ended inside the quotes
+                    raise self._error(start, pos_line, col, _QUOTE)
+
+
+def parse_output(spec: str) -> dict[str, str]:
+    """One ``-o``/``--output`` value, ``type=image,name=a,push=true``, read as buildx reads it.
+
+    buildx's ``ParseExports`` reads the value with Go's ``encoding/csv`` (so ``"name=a,b"`` is one
+    field) and splits each field at its first ``=``; keys are lower-cased and trimmed, values
+    kept as they are. Quotes are as strict as Go's: a quote inside an unquoted field or an
+    unbalanced one is an error with Go's text and column. Where buildx would silently ignore
+    input (a second line) or take a key twice, pallet refuses; ``name`` may repeat and its
+    values join with ``,``. ``type`` defaults to ``image``.
+
+    Raises:
+        InvalidArgument: ``output '<spec>': <why>``.
+    """
+    reader = _GoCSV(spec.encode("utf-8", "surrogateescape"))
+    try:
+        record = reader.read()
+        if record is None:
+            raise InvalidArgument("no fields")
+        if reader.read() is not None:
+            raise InvalidArgument("more than one line: give one output per -o")
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"output {spec!r}: {exc}") from None
+    out: dict[str, str] = {}
+    for raw in record:
+        f = raw.decode("utf-8", "surrogateescape")
+        k, sep, v = f.partition("=")
+        k = k.lower().strip()
+        if not sep:
+            raise InvalidArgument(f"output {spec!r}: invalid value {f!r}: want key=value")
+        if k in out and k != "name":
+            raise InvalidArgument(f"output {spec!r}: duplicate key {k!r}")
+        out[k] = f"{out[k]},{v}" if k in out else v
+    out.setdefault("type", "image")
+    return out

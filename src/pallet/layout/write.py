@@ -28,8 +28,10 @@ Archive layout (spec/exporter.md §7.3, containerd ``images/archive``)
   ``io.containerd.image.name`` (the full normalised name) and ``org.opencontainers.image.ref.name``
   (the tag; the full name for a by-digest name); one entry without names for an image without a
   name. The root descriptor's own annotations are kept (the exporter puts
-  ``org.opencontainers.image.created`` there), and ``containerd.io/distribution.source.*`` labels
-  of the root blob are copied in when the store can report labels.
+  ``org.opencontainers.image.created`` there). The store's labels are not annotations and stay
+  out: a ``containerd.io/distribution.source.<registry>`` label would hand the registries an
+  image came through (hostnames of an internal network) to whoever gets the tarball, so no
+  ``containerd.io/`` key is written, whichever way it reached the descriptor.
 * ``manifest.json`` (Docker): ``[{"Config":"blobs/sha256/<hex>","RepoTags":[...]|null,
   "Layers":["blobs/sha256/<hex>",...]}]``, one element per distinct manifest, RepoTags in Docker's
   familiar form (``foo:latest``). Together with the blob files this is what ``docker load``
@@ -51,13 +53,12 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO
 
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
-from ..content import Info, Provider
+from ..content import Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
 from ..images import MAX_MANIFEST, walk
-from ..labels import DISTRIBUTION_SOURCE_PREFIX
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -82,6 +83,8 @@ __all__ = [
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 #: OCI's annotation: the tag (``latest``), or the full name for a by-digest name
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+#: key prefixes of the store's labels (containerd's and pallet's own), never written as annotations
+_STORE_LABELS = ("containerd.io/", "pallet.io/")
 #: BuildKit's error text for an index root in a Docker archive (spec/exporter.md §7.1)
 DOCKER_MANIFEST_LISTS_UNSUPPORTED = (
     "docker exporter does not currently support exporting manifest lists"
@@ -134,11 +137,6 @@ class LayoutPlan:
     def size(self) -> int:
         """Total bytes of blob data (what dominates the archive's size)."""
         return sum(b.size for b in self.blobs)
-
-
-@runtime_checkable
-class _Labelled(Protocol):
-    def info(self, dgst: Digest) -> Info: ...
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -216,16 +214,6 @@ def _choose(
 def _blob_size(provider: Provider, desc: Descriptor) -> int:
     with provider.open(desc) as f:
         return f.seek(0, os.SEEK_END)
-
-
-def _source_labels(provider: Provider, dgst: Digest) -> dict[str, str]:
-    if not isinstance(provider, _Labelled):
-        return {}
-    try:
-        labels = provider.info(dgst).labels
-    except NotFound:
-        return {}
-    return {k: v for k, v in labels.items() if k.startswith(DISTRIBUTION_SOURCE_PREFIX)}
 
 
 def _layer_paths(provider: Provider, manifest: Descriptor, present: set[str]) -> list[str]:
@@ -308,7 +296,7 @@ def plan_layout(
     docker: list[dict[str, object]] = []
     present = {str(d) for d in blobs}
     for root, refs in roots.values():
-        base = {**_source_labels(provider, root.digest), **root.annotations}
+        base = {k: v for k, v in root.annotations.items() if not k.startswith(_STORE_LABELS)}
         if refs:
             for r in refs:
                 ann = {**base, ANNOTATION_IMAGE_NAME: str(r), ANNOTATION_REF_NAME: _ref_name(r)}

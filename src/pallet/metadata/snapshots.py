@@ -1,37 +1,36 @@
-"""Snapshot records in the metadata database (implements ``snapshots.native.Records``).
+"""Snapshot records in the metadata database (containerd ``core/metadata/snapshot.go``).
 
-A record belongs to one snapshotter. Records created or committed under a lease are attached to
-it (``snapshots/<snapshotter>`` resources), and the collector removes unreachable ones through
-the snapshotter, children first.
+Owns the ``snapshots`` table. :class:`SnapshotTable` is one snapshotter's
+:class:`~pallet.snapshots.native.Records`. Records created or committed under a lease are attached
+to it (``snapshots/<snapshotter>`` resources) in the same transaction, and the collector removes
+unreachable ones through the snapshotter, children first.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import labels as _labels
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from ..snapshots import Kind, Usage
 from ..snapshots.native import Record
-
-if TYPE_CHECKING:
-    from .db import DB
+from ._sqlite import Database, decode_time, encode_time, now
+from .leases import add_resource, drop_resource, rename_resource
 
 __all__ = ["SnapshotTable"]
 
 
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
-
-
 class SnapshotTable:
-    def __init__(self, db: DB, snapshotter: str) -> None:
+    """The records of snapshotter ``snapshotter`` in ``db``'s ``snapshots`` table."""
+
+    def __init__(self, db: Database, snapshotter: str) -> None:
         self._db = db
         self._sn = snapshotter
+        self._rtype = f"snapshots/{snapshotter}"  # its lease resource type
 
     @staticmethod
     def _rec(row: tuple[Any, ...]) -> Record:
@@ -42,26 +41,27 @@ class SnapshotTable:
             parent=parent,
             kind=Kind(kind),
             labels=json.loads(lbl),
-            created_at=datetime.fromisoformat(created),
-            updated_at=datetime.fromisoformat(updated),
+            created_at=decode_time(created),
+            updated_at=decode_time(updated),
             size=size,
             inodes=inodes,
             source=source,
         )
 
-    def _attach(self, lease: str | None, key: str) -> None:
+    def _attach(self, c: sqlite3.Connection, lease: str | None, key: str) -> None:
         if lease:
-            self._db.attach(lease, f"snapshots/{self._sn}", key)
+            add_resource(c, lease, self._rtype, key)
 
     def get(self, key: str) -> Record | None:
-        rows = self._db._read(
-            "SELECT * FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, key)
-        )
-        return self._rec(rows[0]) if rows else None
+        with self._db.read() as c:
+            row = c.execute(
+                "SELECT * FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, key)
+            ).fetchone()
+        return self._rec(row) if row is not None else None
 
     def create(self, rec: Record, lease: str | None) -> Record:
-        now = _ts(datetime.now(UTC))
-        with self._db._tx() as c:
+        ts = encode_time(now())
+        with self._db.transaction() as c:
             if c.execute(
                 "SELECT 1 FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, rec.key)
             ).fetchone():
@@ -75,14 +75,14 @@ class SnapshotTable:
                     rec.parent,
                     str(rec.kind),
                     json.dumps(dict(rec.labels), sort_keys=True),
-                    now,
-                    now,
+                    ts,
+                    ts,
                     rec.size,
                     rec.inodes,
                     rec.source,
                 ),
             )
-            self._attach(lease, rec.key)
+            self._attach(c, lease, rec.key)
         out = self.get(rec.key)
         assert out is not None
         return out
@@ -90,8 +90,8 @@ class SnapshotTable:
     def commit(
         self, key: str, name: str, labels: Mapping[str, str], usage: Usage, lease: str | None
     ) -> Record:
-        now = _ts(datetime.now(UTC))
-        with self._db._tx() as c:
+        ts = encode_time(now())
+        with self._db.transaction() as c:
             if c.execute(
                 "SELECT 1 FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, name)
             ).fetchone():
@@ -103,7 +103,7 @@ class SnapshotTable:
                     name,
                     str(Kind.COMMITTED),
                     json.dumps(dict(labels), sort_keys=True),
-                    now,
+                    ts,
                     usage.size,
                     usage.inodes,
                     self._sn,
@@ -112,21 +112,14 @@ class SnapshotTable:
             ).rowcount
             if n == 0:
                 raise NotFound(f"snapshot {key}: no active snapshot")
-            # the key's lease membership moves to the committed name
-            c.execute(
-                "UPDATE OR IGNORE lease_resources SET id=? WHERE type=? AND id=?",
-                (name, f"snapshots/{self._sn}", key),
-            )
-            c.execute(
-                "DELETE FROM lease_resources WHERE type=? AND id=?", (f"snapshots/{self._sn}", key)
-            )
-            self._attach(lease, name)
+            rename_resource(c, self._rtype, key, name)
+            self._attach(c, lease, name)
         out = self.get(name)
         assert out is not None
         return out
 
     def delete(self, key: str) -> None:
-        with self._db._tx() as c:
+        with self._db.transaction() as c:
             if c.execute(
                 "SELECT 1 FROM snapshots WHERE snapshotter=? AND parent=? LIMIT 1", (self._sn, key)
             ).fetchone():
@@ -138,13 +131,11 @@ class SnapshotTable:
                 == 0
             ):
                 raise NotFound(f"snapshot {key}: not found")
-            c.execute(
-                "DELETE FROM lease_resources WHERE type=? AND id=?", (f"snapshots/{self._sn}", key)
-            )
+            drop_resource(c, self._rtype, key)
 
     def update_labels(self, key: str, new: Mapping[str, str], fieldpaths: Sequence[str]) -> Record:
-        now = _ts(datetime.now(UTC))
-        with self._db._tx() as c:
+        ts = encode_time(now())
+        with self._db.transaction() as c:
             row = c.execute(
                 "SELECT labels FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, key)
             ).fetchone()
@@ -153,16 +144,15 @@ class SnapshotTable:
             lbl = _labels.apply_fieldpaths(json.loads(row[0]), new, fieldpaths)
             c.execute(
                 "UPDATE snapshots SET labels=?, updated=? WHERE snapshotter=? AND key=?",
-                (json.dumps(lbl, sort_keys=True), now, self._sn, key),
+                (json.dumps(lbl, sort_keys=True), ts, self._sn, key),
             )
         out = self.get(key)
         assert out is not None
         return out
 
     def all(self) -> builtins.list[Record]:
-        return [
-            self._rec(r)
-            for r in self._db._read(
+        with self._db.read() as c:
+            rows = c.execute(
                 "SELECT * FROM snapshots WHERE snapshotter=? ORDER BY created, key", (self._sn,)
-            )
-        ]
+            ).fetchall()
+        return [self._rec(r) for r in rows]

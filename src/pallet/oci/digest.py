@@ -64,7 +64,7 @@ class Digest(str):
 
 def canonical(data: bytes) -> Digest:
     """sha256 digest of ``data``."""
-    import hashlib  # on first use: loading OpenSSL's hashes costs ~2.5 ms of start-up
+    import hashlib  # on first use: loading OpenSSL's hashes slows start-up (BENCHMARKS.md)
 
     return Digest("sha256:" + hashlib.sha256(data).hexdigest())
 

@@ -6,14 +6,13 @@ Layout (sans-IO core, one driver)::
     auth.py         WWW-Authenticate parsing, token requests/responses, token cache
     credentials.py  Docker config / containers auth.json / credential helpers; login storage
     client.py       Session: auth, redirects, retries over one wire
-    wire.py         the only code that touches the HTTP libraries (httpcore pools; httpx.Client
-                    for proxies from the environment and for injected test transports)
+    wire.py         the only code that touches the HTTP library: httpcore pools, direct or
+                    through the proxies the environment names
     push.py         graph push: blobs in parallel, manifests after their children
     resolver.py     resolve, fetch_manifest, pull into a content store
     login.py        login / logout
 
-Importing this package imports no HTTP library; the first :class:`Session` imports httpcore
-(and httpx only when it needs it).
+Importing this package imports no HTTP library; the first :class:`Session` imports httpcore.
 """
 
 from __future__ import annotations

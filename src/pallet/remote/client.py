@@ -21,7 +21,9 @@ Nothing here logs or raises a header value, a token or a password; URLs pass thr
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -54,15 +56,7 @@ from .protocol import (
     Sleep,
     parse_retry_after,
 )
-from .wire import (
-    CoreWire,
-    HttpxWire,
-    Reply,
-    Wire,
-    WireError,
-    environment_proxies,
-    verified_context,
-)
+from .wire import CoreWire, Proxies, Reply, Wire, WireError, verified_context
 
 if TYPE_CHECKING:
     import ssl
@@ -86,19 +80,10 @@ def is_loopback(host: str) -> bool:
         h = h.rsplit(":", 1)[0]
     if h == "localhost" or h.endswith(".localhost"):
         return True
-    if ":" not in h:  # a name or IPv4 (parsed here: importing ipaddress costs ~1.2 ms)
-        quad = h.split(".")
-        return len(quad) == 4 and quad[0] == "127" and all(_octet(p) for p in quad)
-    import ipaddress
-
     try:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
-
-
-def _octet(p: str) -> bool:
-    return p.isascii() and p.isdigit() and (p == "0" or not p.startswith("0")) and int(p) <= 255
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -135,23 +120,18 @@ class Session:
         self._warned: set[str] = set()
         self._insecure = {normalize_host(h) for h in self.options.insecure}
         o = self.options
-        conns = o.jobs * 2 + 4
-        if o.transport is not None or environment_proxies():
-            self._wire: Wire = HttpxWire(
-                transport=o.transport,
-                make_context=self._ssl_context,
-                insecure_hosts=sorted(self._insecure),
-                max_connections=conns,
-                connect_timeout=o.connect_timeout,
-                read_timeout=o.read_timeout,
-            )
+        self._own_wire = o.wire is None
+        self._wire: Wire
+        if o.wire is not None:
+            self._wire = o.wire
         else:
             self._wire = CoreWire(
                 make_context=self._ssl_context,
                 insecure=self._is_insecure,
-                max_connections=conns,
+                max_connections=o.jobs * 2 + 4,
                 connect_timeout=o.connect_timeout,
                 read_timeout=o.read_timeout,
+                proxies=Proxies.from_environ(os.environ),
             )
 
     def _is_insecure(self, netloc: str) -> bool:
@@ -161,13 +141,14 @@ class Session:
         )
 
     def _ssl_context(self) -> ssl.SSLContext:
-        """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle takes
-        tens of milliseconds, so it is made on the first HTTPS request (or for proxies)."""
+        """The verifying context (system CAs, plus ``ca_file``): loading the CA bundle is slow,
+        so it is made on the first HTTPS request (or request through an HTTPS proxy)."""
         return verified_context(self.options.ca_file)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
-        self._wire.close()
+        if self._own_wire:
+            self._wire.close()
 
     def __enter__(self) -> Session:
         return self

@@ -30,7 +30,6 @@ def login(
     password: str,
     config_path: str | Path | None = None,
     *,
-    insecure: bool = False,
     options: Options | None = None,
 ) -> Path:
     """Verify ``username``/``password`` against ``registry``, then store them.
@@ -38,6 +37,8 @@ def login(
     Args:
         registry: ``host[:port]`` (a URL is accepted; ``docker.io`` means Docker Hub).
         config_path: the ``config.json`` to write (default ``$DOCKER_CONFIG/config.json``).
+        options: CA bundle, insecure hosts (``registry`` among them for plain HTTP or
+            unverified TLS).
 
     Returns:
         The path of the configuration file written.
@@ -51,8 +52,6 @@ def login(
     creds = Credentials(username=username, password=password)
     opts = options or Options()
     opts = replace(opts, credentials={host: creds})
-    if insecure:
-        opts = opts.with_insecure(host)
     api = _api_host(host)
     with Session(opts) as s:
         ch = s.challenge(api)

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field, replace
 from ..errors import InvalidArgument
 from .auth import Credentials
 from .protocol import RetryPolicy
+from .wire import Wire
 
 __all__ = ["DEFAULT_CHUNK", "DEFAULT_JOBS", "DEFAULT_MONOLITHIC", "Options"]
 
 DEFAULT_JOBS = 4
-#: bytes per ``PATCH`` above :data:`DEFAULT_MONOLITHIC`: each request costs a round trip and
-#: the registry's per-request work (a 367 MiB layer to a local docker-registry: 46 chunks of
-#: 8 MiB took 10-25% longer than 12 of 32 MiB); also what a dropped connection can cost again
+#: bytes per ``PATCH`` above :data:`DEFAULT_MONOLITHIC`: fewer, larger requests cost fewer
+#: round trips and less per-request registry work (measured in BENCHMARKS.md); also what a
+#: dropped connection can cost again
 DEFAULT_CHUNK = 32 << 20
-#: one ``PUT`` per blob up to this size (50 and 79 MiB layers: 40-100 ms faster than 8 MiB chunks;
-#: skopeo, containerd and ggcr send every blob in one request); a dropped ``PUT`` restarts the blob
+#: one ``PUT`` per blob up to this size, as skopeo, containerd and ggcr send every blob (faster
+#: than chunks, see BENCHMARKS.md); a dropped ``PUT`` restarts the blob
 DEFAULT_MONOLITHIC = 128 << 20
 
 
@@ -42,8 +43,8 @@ class Options:
             connection drops); larger ones in resumable ``PATCH`` chunks.
         retry: backoff for connection errors, 408, 429 (``Retry-After``) and 5xx.
         credentials: explicit credentials by registry host, ahead of config files.
-        docker_config: not used for lookups (``$DOCKER_CONFIG`` is); where ``login`` writes.
-        transport: an ``httpx.BaseTransport`` to send through (tests: ``httpx.MockTransport``).
+        wire: send every request through this :class:`~pallet.remote.wire.Wire` instead of
+            the network (tests: ``FakeWire``); the caller closes it.
         sleep: how to wait between retries (tests inject a recorder).
     """
 
@@ -57,7 +58,7 @@ class Options:
     read_timeout: float = 300.0
     credentials: Mapping[str, Credentials] = field(default_factory=_no_credentials)
     user_agent: str = "pallet/0.1"
-    transport: object | None = None
+    wire: Wire | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def validated(self) -> Options:

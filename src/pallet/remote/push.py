@@ -617,17 +617,12 @@ def push_content(
     return results
 
 
-def _hosts(refs: Sequence[Reference]) -> list[str]:
-    return sorted({r.registry for r in refs})
-
-
 def push(
     provider: Provider,
     root: Descriptor,
     names: str | Sequence[str],
     *,
     by_digest: bool = False,
-    insecure: bool = False,
     options: Options | None = None,
     on_progress: ProgressCallback | None = None,
     session: Session | None = None,
@@ -641,9 +636,7 @@ def push(
         names: ``"host/repo:tag"`` or a comma-separated string or list of them; a name without
             a tag gets ``:latest`` unless ``by_digest``.
         by_digest: push without tagging (the exporter's ``push-by-digest``).
-        insecure: allow plain HTTP and unverified TLS for the registries of ``names`` only
-            (the exporter's ``registry.insecure``).
-        options: jobs, chunk sizes, retries, CA bundle, credentials.
+        options: jobs, chunk sizes, retries, CA bundle, credentials, insecure hosts.
         on_progress: receives :class:`~pallet.progress.Progress` per blob (bytes, start time).
         session: a :class:`~pallet.remote.client.Session` to share (else one is made).
 
@@ -655,10 +648,7 @@ def push(
         return push_content(session, provider, root, refs, on_progress=on_progress)
     from .client import Session
 
-    opts = options or Options()
-    if insecure:
-        opts = opts.with_insecure(*_hosts(refs))
-    with Session(opts) as s:
+    with Session(options) as s:
         return push_content(s, provider, root, refs, on_progress=on_progress)
 
 
@@ -667,7 +657,6 @@ def push_by_digest(
     root: Descriptor,
     names: str | Sequence[str],
     *,
-    insecure: bool = False,
     options: Options | None = None,
     on_progress: ProgressCallback | None = None,
     session: Session | None = None,
@@ -678,7 +667,6 @@ def push_by_digest(
         root,
         names,
         by_digest=True,
-        insecure=insecure,
         options=options,
         on_progress=on_progress,
         session=session,

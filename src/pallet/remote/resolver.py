@@ -65,13 +65,10 @@ class PullStore(Provider, Ingester, Protocol):
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info: ...
 
 
-def _session(options: Options | None, insecure: bool, ref: Reference) -> Session:
+def _session(options: Options | None) -> Session:
     from .client import Session
 
-    opts = options or Options()
-    if insecure:
-        opts = opts.with_insecure(ref.registry)
-    return Session(opts)
+    return Session(options)
 
 
 def _parse(ref: str | Reference) -> Reference:
@@ -85,7 +82,6 @@ def _pull_scope(ref: Reference) -> tuple[str, ...]:
 def resolve(
     ref: str | Reference,
     *,
-    insecure: bool = False,
     options: Options | None = None,
     session: Session | None = None,
 ) -> Descriptor:
@@ -96,7 +92,7 @@ def resolve(
     """
     r = _parse(ref)
     if session is None:
-        with _session(options, insecure, r) as s:
+        with _session(options) as s:
             return resolve(r, session=s)
     base = session.endpoint(r.api_host)
     desc = session.run(
@@ -110,14 +106,13 @@ def resolve(
 def fetch_manifest(
     ref: str | Reference,
     *,
-    insecure: bool = False,
     options: Options | None = None,
     session: Session | None = None,
 ) -> tuple[Descriptor, bytes]:
     """The manifest or index bytes of ``ref`` and their descriptor (digest verified)."""
     r = _parse(ref)
     if session is None:
-        with _session(options, insecure, r) as s:
+        with _session(options) as s:
             return fetch_manifest(r, session=s)
     base = session.endpoint(r.api_host)
     return session.run(
@@ -366,7 +361,6 @@ def pull(
     platform: Platform | str | None = None,
     layers: bool = True,
     lease: str | None = None,
-    insecure: bool = False,
     options: Options | None = None,
     on_progress: ProgressCallback | None = None,
     session: Session | None = None,
@@ -387,7 +381,7 @@ def pull(
     """
     r = _parse(ref)
     if session is None:
-        with _session(options, insecure, r) as s:
+        with _session(options) as s:
             return pull(
                 r,
                 store,

@@ -1,63 +1,44 @@
 """The wire under :class:`~pallet.remote.client.Session`: one HTTP exchange, nothing more.
 
-Two implementations of the same small interface (:class:`Wire`: ``open(method, url, headers,
-content) -> Reply``; a reply has ``status``, ``reason``, ``headers``, ``chunks()``, ``close()``):
+:class:`Wire` is the seam: ``open(method, url, headers, content) -> Reply``; a reply has
+``status``, ``reason``, ``headers``, ``chunks()`` and ``close()``. :class:`CoreWire` implements
+it over ``httpcore`` connection pools, the HTTP/1.1 engine that ``httpx`` itself runs on
+(``httpx.HTTPTransport`` is a thin adapter over the same calls). The Session already does what
+httpx's client layer adds (redirects, auth, retries, URL handling), and httpcore starts faster
+(see BENCHMARKS.md). Tests put a fake at the same seam (``Options.wire``).
 
-``CoreWire`` (the default, direct connections)
-    drives ``httpcore`` connection pools, the HTTP/1.1 engine that ``httpx`` itself runs on
-    (same maintainers; ``httpx.HTTPTransport`` is a thin adapter over exactly these calls).
-    Why not ``httpx.Client`` here: the Session already does everything httpx's client layer
-    adds (redirects, auth, retries, URL handling), and importing ``httpx`` costs ~50 ms of
-    start-up (it pulls in ``urllib.request``, ``http.client``, ``email`` and ``http.cookiejar``),
-    which is a third of the wall time of a push that finds every blob present. Importing
-    ``httpcore`` costs ~18 ms. Plain ``http://`` goes through a pool that never does TLS; verified
-    TLS through a pool whose SSL context (the CA bundle: tens of ms) is made on its first use;
-    ``--insecure`` hosts through an unverified one. ``httpcore`` imports two packages at module
-    level that a synchronous client never touches on plain HTTP: ``certifi`` (whose
-    ``importlib.resources`` costs ~6 ms) and ``anyio`` (async only); both are put in
-    ``sys.modules`` unloaded first, and run on their first attribute access (``certifi.where()``
-    when a verified TLS pool is made).
+One pool per kind of connection, each made on first use: plain ``http://``; verified TLS (the
+CA bundle takes a while to load, so a plain-HTTP session never loads it); unverified TLS for
+``--insecure`` hosts; and the same three through each proxy from the environment
+(:class:`Proxies`: ``httpcore.HTTPProxy`` forwards ``http://`` requests and tunnels ``https://``
+ones with ``CONNECT``).
 
-``HttpxWire`` (a transport injected by tests: ``httpx.MockTransport``; or proxies from the
-environment, whose ``NO_PROXY``/``ALL_PROXY`` rules httpx implements)
-    the full ``httpx.Client``.
-
-Both raise :class:`WireError` for a failed connection, read or write (the Session turns it into
-:class:`~pallet.remote.protocol.ConnectionLost`, with the library's exception name and text).
+A failed connection, read or write raises :class:`WireError` (the Session turns it into
+:class:`~pallet.remote.protocol.ConnectionLost`, with httpcore's exception name and text).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import ipaddress
 import os
-import sys
 import threading
-import types
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, cast
+from urllib.parse import unquote, urlsplit
 
+from ..errors import Unsupported
+from .errors import redact_url
 from .protocol import Headers
 
 if TYPE_CHECKING:
     import ssl
 
     import httpcore
-    import httpx
 
-__all__ = [
-    "STREAM_CHUNK",
-    "CoreWire",
-    "HttpxWire",
-    "Reply",
-    "Wire",
-    "WireError",
-    "environment_proxies",
-    "verified_context",
-]
+__all__ = ["Body", "CoreWire", "Proxies", "Reply", "Wire", "WireError", "verified_context"]
 
-STREAM_CHUNK = 1 << 20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 Body = bytes | Iterator[bytes] | None
@@ -88,18 +69,6 @@ class Wire(Protocol):
     def close(self) -> None: ...
 
 
-def environment_proxies() -> bool:
-    """Whether a proxy is configured in the environment (``http_proxy``, ``https_proxy``,
-    ``all_proxy``, any case), as ``urllib.request.getproxies`` reads it on POSIX (which httpx
-    uses); read here directly because importing ``urllib.request`` costs ~12 ms."""
-    for name, value in os.environ.items():
-        if value and name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            if name.lower() == "http_proxy" and "REQUEST_METHOD" in os.environ:
-                continue  # CGI: HTTP_PROXY may come from a request header (httpoxy)
-            return True
-    return False
-
-
 def verified_context(ca_file: str | None) -> ssl.SSLContext:
     """Verifying TLS context: ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR`` if set, else certifi's
     bundle (as httpx does), plus ``ca_file``."""
@@ -118,55 +87,6 @@ def verified_context(ca_file: str | None) -> ssl.SSLContext:
     return ctx
 
 
-class _Deferred(types.ModuleType):
-    """A module whose code runs on the first lookup of a name it does not have yet.
-
-    Unlike :class:`importlib.util.LazyLoader` (which loads on *any* attribute access, and
-    ``import x`` itself reads ``x.__spec__`` on CPython 3.11), ``__spec__``, ``__path__`` and the
-    other import attributes are present from the start, so later ``import x`` statements leave
-    it unloaded; ``x.name`` and ``from x import name`` load it. Another thread asking while the
-    code runs waits for it; the module's own code sees only what it has defined so far, as in
-    a normal import."""
-
-    _lock = threading.RLock()
-    _loading: ClassVar[set[int]] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        with _Deferred._lock:
-            if type(self) is _Deferred:
-                if id(self) in _Deferred._loading:  # the module's own code, while it runs
-                    raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-                spec = self.__spec__
-                assert spec is not None and spec.loader is not None
-                _Deferred._loading.add(id(self))
-                try:
-                    spec.loader.exec_module(self)
-                finally:
-                    _Deferred._loading.discard(id(self))
-                self.__class__ = types.ModuleType  # type: ignore[assignment]
-        return getattr(self, name)
-
-
-def _defer(name: str) -> None:
-    """Put module ``name`` in ``sys.modules`` unloaded; nothing if loaded or not installed."""
-    if name in sys.modules:
-        return
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return
-    module = importlib.util.module_from_spec(spec)
-    module.__class__ = _Deferred
-    sys.modules[name] = module
-
-
-def _before_httpcore() -> None:
-    if "httpcore" not in sys.modules:
-        _defer("certifi")
-        _defer("anyio")
-
-
 def _unverified_context() -> ssl.SSLContext:
     import ssl
 
@@ -179,8 +99,80 @@ def _unverified_context() -> ssl.SSLContext:
 def _host_bytes(host: str) -> bytes:
     try:
         return host.encode("ascii")
-    except UnicodeEncodeError:  # an internationalised name: the idna codec costs ~1.5 ms to load
+    except UnicodeEncodeError:  # an internationalised name (the idna codec loads only here)
         return host.encode("idna")
+
+
+# -- proxies from the environment -------------------------------------------------------------
+def _env(environ: Mapping[str, str], name: str) -> str:
+    if name in environ:  # the lower-case name wins, even set empty (as urllib reads them)
+        return environ[name].strip()
+    if name == "http_proxy" and "REQUEST_METHOD" in environ:
+        return ""  # CGI: HTTP_PROXY may come from a request header (httpoxy)
+    return environ.get(name.upper(), "").strip()
+
+
+def _in_network(host: str, cidr: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Proxies:
+    """Proxies as curl, requests and httpx read them from the environment.
+
+    ``http_proxy`` serves ``http://`` URLs, ``https_proxy`` ``https://`` ones, ``all_proxy``
+    either when the scheme's own is unset; the lower-case name wins over the upper-case one; a
+    proxy without a scheme is ``http://``. ``no_proxy`` is a comma-separated list of hosts that
+    go direct: ``*`` (all), a name (itself and its subdomains; a leading ``.`` is ignored), an
+    IP address (IPv6 with or without brackets), a CIDR block of addresses, each optionally with
+    ``:port``. Names are compared, never resolved.
+    """
+
+    http: str = field(default="", repr=False)  # may carry a password
+    https: str = field(default="", repr=False)
+    no_proxy: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Proxies:
+        every = _env(environ, "all_proxy")
+        no = _env(environ, "no_proxy")
+        return cls(
+            http=_env(environ, "http_proxy") or every,
+            https=_env(environ, "https_proxy") or every,
+            no_proxy=tuple(p.strip().lower() for p in no.split(",") if p.strip()),
+        )
+
+    def for_url(self, scheme: str, host: str, port: int) -> str:
+        """The proxy URL for a request to ``scheme://host:port``, or ``""`` to go direct."""
+        proxy = self.https if scheme == "https" else self.http
+        if not proxy or self.bypass(host, port):
+            return ""
+        return proxy if "://" in proxy else f"http://{proxy}"
+
+    def bypass(self, host: str, port: int) -> bool:
+        """Whether ``no_proxy`` sends ``host`` (a name or address, no port) direct."""
+        h = host.lower().strip("[]").rstrip(".")
+        for entry in self.no_proxy:
+            if entry == "*":
+                return True
+            name, want = entry, ""
+            if name.startswith("["):  # [v6] or [v6]:port
+                name, _, rest = name[1:].partition("]")
+                want = rest.removeprefix(":")
+            elif name.count(":") == 1:  # name:port (a bare IPv6 address has more colons)
+                name, want = name.split(":")
+            if want and want != str(port):
+                continue
+            name = name.lstrip(".")
+            if "/" in name:
+                if _in_network(h, name):
+                    return True
+            elif name and (h == name or h.endswith("." + name)):
+                return True
+        return False
 
 
 # -- httpcore ---------------------------------------------------------------------------------
@@ -207,7 +199,8 @@ class _CoreReply:
 
 
 class CoreWire:
-    """Direct connections through ``httpcore`` pools (see the module docstring)."""
+    """Connections through ``httpcore`` pools, direct or through ``proxies`` (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -217,13 +210,14 @@ class CoreWire:
         max_connections: int,
         connect_timeout: float,
         read_timeout: float,
+        proxies: Proxies | None = None,
     ) -> None:
-        _before_httpcore()
         import httpcore
 
         self._httpcore = httpcore
         self._make_context = make_context
         self._insecure = insecure
+        self._proxies = proxies or Proxies()
         self._max = max_connections
         self._timeouts = {
             "connect": connect_timeout,
@@ -240,25 +234,58 @@ class CoreWire:
             httpcore.ConnectionNotAvailable,
         )
         self._lock = threading.Lock()
-        self._pools: dict[str, httpcore.ConnectionPool] = {}
+        self._pools: dict[tuple[str, str], httpcore.ConnectionPool] = {}
+        self._verified: ssl.SSLContext | None = None
 
-    def _pool(self, kind: str) -> httpcore.ConnectionPool:
+    def _context(self, kind: str) -> ssl.SSLContext | None:
+        if kind == "unverified":
+            return _unverified_context()
+        if kind == "verified":
+            if self._verified is None:
+                self._verified = self._make_context()
+            return self._verified
+        return None
+
+    def _pool(self, kind: str, proxy: str = "") -> httpcore.ConnectionPool:
+        """The pool for ``kind`` (plain, verified or unverified), through ``proxy`` if set."""
         with self._lock:
-            pool = self._pools.get(kind)
+            pool = self._pools.get((kind, proxy))
             if pool is None:
-                ctx: ssl.SSLContext | None = None
-                if kind == "verified":
-                    ctx = self._make_context()
-                elif kind == "unverified":
-                    ctx = _unverified_context()
-                pool = self._httpcore.ConnectionPool(
-                    ssl_context=ctx,
-                    max_connections=self._max,
-                    max_keepalive_connections=self._max,
-                    keepalive_expiry=5.0,
-                )
-                self._pools[kind] = pool
+                ctx = self._context(kind)
+                if proxy:
+                    pool = self._proxy_pool(proxy, ctx)
+                else:
+                    pool = self._httpcore.ConnectionPool(
+                        ssl_context=ctx,
+                        max_connections=self._max,
+                        max_keepalive_connections=self._max,
+                        keepalive_expiry=5.0,
+                    )
+                self._pools[(kind, proxy)] = pool
             return pool
+
+    def _proxy_pool(self, proxy: str, ctx: ssl.SSLContext | None) -> httpcore.HTTPProxy:
+        """Raises: Unsupported: not an ``http://`` or ``https://`` proxy URL."""
+        try:
+            p = urlsplit(proxy)
+            ok = p.scheme in _DEFAULT_PORTS and bool(p.hostname) and p.port != 0
+        except ValueError:  # a bracket or port that does not parse
+            ok = False
+        if not ok:
+            raise Unsupported(
+                f"proxy {redact_url(proxy)} from the environment: "
+                "only http:// and https:// proxy URLs are supported"
+            )
+        auth = (unquote(p.username), unquote(p.password or "")) if p.username else None
+        return self._httpcore.HTTPProxy(
+            proxy_url=f"{p.scheme}://{p.netloc.rsplit('@', 1)[-1]}",
+            proxy_auth=auth,
+            ssl_context=ctx,
+            proxy_ssl_context=self._context("verified") if p.scheme == "https" else None,
+            max_connections=self._max,
+            max_keepalive_connections=self._max,
+            keepalive_expiry=5.0,
+        )
 
     def open(self, method: str, url: str, headers: dict[str, str], content: Body) -> Reply:
         hc = self._httpcore
@@ -281,6 +308,7 @@ class CoreWire:
         if scheme == "https":
             netloc = parts.netloc.rsplit("@", 1)[-1]  # as the user named it, port included
             kind = "unverified" if self._insecure(netloc) else "verified"
+        proxy = self._proxies.for_url(scheme, host, port or _DEFAULT_PORTS[scheme])
         raw = [(b"Host", host_header.encode("ascii"))]
         have = {k.lower() for k in headers}
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -313,7 +341,7 @@ class CoreWire:
         except (UnicodeError, TypeError) as exc:
             raise WireError("InvalidURL", str(exc)) from None
         try:
-            resp = self._pool(kind).handle_request(request)
+            resp = self._pool(kind, proxy).handle_request(request)
         except self._errors as exc:
             raise WireError(type(exc).__name__, str(exc)) from None
         return _CoreReply(resp, self._errors)
@@ -324,92 +352,3 @@ class CoreWire:
             self._pools.clear()
         for p in pools:
             p.close()
-
-
-# -- httpx ------------------------------------------------------------------------------------
-class _RedactHttpxLog(logging.Filter):
-    """httpx logs every request URL at INFO; hide upload state and storage signatures there."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 2:
-            from .errors import redact_url
-
-            args = list(record.args)
-            args[1] = redact_url(str(args[1]))
-            record.args = tuple(args)
-        return True
-
-
-_httpx_filter_lock = threading.Lock()
-
-
-def _install_httpx_filter() -> None:
-    lg = logging.getLogger("httpx")
-    with _httpx_filter_lock:
-        if not any(isinstance(f, _RedactHttpxLog) for f in lg.filters):
-            lg.addFilter(_RedactHttpxLog())
-
-
-class _HttpxReply:
-    def __init__(self, r: httpx.Response, errors: type[BaseException]) -> None:
-        self._r = r
-        self._errors = errors
-        self.status = r.status_code
-        self.reason = r.reason_phrase
-        self.headers = Headers(r.headers.multi_items())
-
-    def chunks(self) -> Iterator[bytes]:
-        r = self._r
-        try:
-            if r.is_stream_consumed:  # a response built in memory (MockTransport)
-                if r.content:
-                    yield r.content
-                return
-            yield from r.iter_raw(STREAM_CHUNK)
-        except self._errors as exc:
-            raise WireError(type(exc).__name__, str(exc)) from None
-
-    def close(self) -> None:
-        self._r.close()
-
-
-class HttpxWire:
-    """An ``httpx.Client``: for an injected transport, or for proxies from the environment."""
-
-    def __init__(
-        self,
-        *,
-        transport: object | None,
-        make_context: Callable[[], ssl.SSLContext],
-        insecure_hosts: list[str],
-        max_connections: int,
-        connect_timeout: float,
-        read_timeout: float,
-    ) -> None:
-        import httpx
-
-        self._errors = httpx.HTTPError
-        _install_httpx_filter()
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        kw: dict[str, Any] = {"timeout": timeout, "follow_redirects": False}
-        if transport is not None:
-            self._client = httpx.Client(transport=cast(httpx.BaseTransport, transport), **kw)
-            return
-        mounts: dict[str, httpx.BaseTransport | None] = {
-            f"https://{h}": httpx.HTTPTransport(verify=False, limits=limits) for h in insecure_hosts
-        }
-        self._client = httpx.Client(verify=make_context(), limits=limits, mounts=mounts, **kw)
-
-    def open(self, method: str, url: str, headers: dict[str, str], content: Body) -> Reply:
-        try:
-            request = self._client.build_request(method, url, headers=headers, content=content)
-            r = self._client.send(request, stream=True)
-        except self._errors as exc:
-            raise WireError(type(exc).__name__, str(exc)) from None
-        return _HttpxReply(r, self._errors)
-
-    def close(self) -> None:
-        self._client.close()

@@ -13,8 +13,8 @@ names do not start with ``Test``).
 
 - :mod:`.content`: :class:`~.content.ContentSuite` (a content store: ingest, commit, read,
   labels, walk, statuses).
-- :mod:`.images`: :class:`~.images.ImageSuite` (an image store).
-- :mod:`.leases`: :class:`~.leases.LeaseSuite` (a lease manager and the writes under a lease).
+- :mod:`.metadata`: :class:`~.metadata.ImageSuite` (an image store) and
+  :class:`~.metadata.LeaseSuite` (a lease manager and the writes under a lease).
 - :mod:`.snapshots`: :class:`~.snapshots.SnapshotSuite` (a snapshotter).
 """
 

@@ -849,3 +849,72 @@ def test_xattr_name_with_equals_sign_is_skipped_with_a_warning(tmp_path: Path) -
     assert {k: v for k, v in m.pax_headers.items() if "xattr" in k} == {"SCHILY.xattr.user.ok": "2"}
     assert len(warnings) == 1
     assert warnings[0].startswith("xattr user.a=b of ") and "PAX record" in warnings[0]
+
+
+class _ChangeMidway:
+    """A sink that changes ``path`` when the writer hands over its first full buffer: the
+    writer's buffer is 1 MiB, so a larger file is then half read (no timing involved)."""
+
+    def __init__(self, path: Path, change: str) -> None:
+        self.path, self.change, self.done = path, change, False
+        self.buf = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.buf += data
+        if self.done:
+            return
+        self.done = True
+        if self.change == "grow":
+            with open(self.path, "ab") as f:
+                f.write(b"g" * (1 << 20))
+        elif self.change == "shrink":
+            os.truncate(self.path, 1 << 20)
+        else:  # same size, new bytes: only the mtime tells
+            with open(self.path, "r+b") as f:
+                f.write(b"r" * 4096)
+
+
+@pytest.mark.parametrize("change", ["grow", "shrink", "rewrite"])
+@pytest.mark.parametrize("mode", ["layer", "diff"])
+def test_file_changed_while_read_fails_naming_it(tmp_path: Path, change: str, mode: str) -> None:
+    """GNU tar: "file changed as we read it"; containerd's writer fails. A layer never holds a
+    file cut at its first size, or half old and half new."""
+    low, up = tmp_path / "low", tmp_path / "up"
+    write(low / "other", "o")
+    big = up / "big"
+    write(big, "b" * (3 << 20))
+    os.utime(big, (T0, T0))
+    sink = _ChangeMidway(big, change)
+    with pytest.raises(FailedPrecondition) as ei:
+        write_diff(low if mode == "diff" else None, up, sink)
+    assert sink.done
+    assert str(ei.value).startswith(f"file {big}: changed while being read (")
+    assert "\n" not in str(ei.value)
+    # the stream stops before the end-of-archive marker: no reader takes it for a whole layer
+    assert not sink.buf.endswith(b"\0" * 1024)
+
+
+def test_file_replaced_between_listing_and_reading_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size and mtime, another inode: the header describes a file that is not read. (A
+    file read in one call is not checked: what it gives is one whole version of a file.)"""
+    up = tmp_path / "up"
+    big = up / "big"
+    write(big, "b" * (3 << 20))
+    os.utime(big, (T0, T0))
+    real_open = os.open
+
+    def swap(path: bytes, flags: int, *args: object, **kwargs: object) -> int:
+        if path == os.fsencode(big):
+            tmp = big.with_name("new")
+            tmp.write_bytes(b"n" * (3 << 20))
+            os.utime(tmp, (T0, T0))
+            os.replace(tmp, big)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", swap)
+    with pytest.raises(
+        FailedPrecondition, match=rf"^file {big}: changed while being read \(replaced"
+    ):
+        write_diff(None, up, Sink())

@@ -363,6 +363,28 @@ def test_data_must_match_header_size(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_copy_fd_refuses_a_file_longer_than_its_header(tmp_path: Path) -> None:
+    """Go's archive/tar: ErrWriteTooLong. Cutting it would store a file that never existed."""
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 5000)
+    for size, buffer_size, reads in [(5000, 1 << 20, 1), (5000, 2048, 3), (4999, 2048, None)]:
+        sink = Chunks()
+        tw = TarWriter(sink, buffer_size=buffer_size)
+        tw.add_header(b"f", REGTYPE, 0o644, 0, 0, 0, size)
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            if reads is None:
+                with pytest.raises(FailedPrecondition, match="^tar entry 'f': file goes on past"):
+                    tw.copy_fd(fd)
+                continue
+            assert tw.copy_fd(fd) == reads
+        finally:
+            os.close(fd)
+        tw.close()
+        with tarfile.open(fileobj=io.BytesIO(sink.data), mode="r:") as tf:
+            assert tf.extractfile("f").read() == b"x" * 5000  # type: ignore[union-attr]
+
+
 def test_closed_writer_refuses_entries() -> None:
     tw = TarWriter(Chunks())
     tw.close()
