@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PALLET_REQUIRE_TOOLS=1
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src
 .venv/bin/mypy

@@ -1,8 +1,11 @@
-"""Registry fixtures: one real docker-registry per variant for the whole session."""
+"""Registry fixtures (one real docker-registry per variant for the whole session), the interop
+image set, a private Docker daemon and Podman, and stores."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from pallet.metadata.store import Store, open_store
+from support.containerd import Containerd
+from support.engines import Docker, Podman, start_dockerd
+from support.images import Interop, build_interop
 from support.registry import PASSWORD, USER, Registry, start_registry
 
 
@@ -32,6 +38,32 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     reg = start_registry(tmp_path_factory.mktemp("reg-token"), token=True, users={USER: PASSWORD})
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def interop(tmp_path_factory: pytest.TempPathFactory) -> Interop:
+    """The :class:`~support.images.Interop` images and archives, built once per session."""
+    return build_interop(tmp_path_factory.mktemp("interop"))
+
+
+@pytest.fixture(scope="session")
+def docker(tmp_path_factory: pytest.TempPathFactory, ctrd: Containerd) -> Iterator[Docker]:
+    """One private dockerd for the session, on the session's containerd (tests/conftest.py)."""
+    dk = start_dockerd(tmp_path_factory.mktemp("docker"), ctrd)
+    yield dk
+    dk.stop()
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """A :class:`~support.engines.Podman` with empty storage for each test. Its directory is
+    short and not under the test's own: Podman refuses a ``--runroot`` longer than 50
+    characters (conmon's sockets live there)."""
+    d = Path(tempfile.mkdtemp(prefix="pallet-podman-"))
+    try:
+        yield Podman(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

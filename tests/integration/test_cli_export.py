@@ -18,8 +18,9 @@ import pytest
 from pallet.metadata.store import open_store
 from pallet.oci.digest import Digest
 from support import oci_schemas
-from support.containerd import require_tool
 from support.registry import Registry
+from support.tools import require_tool
+from support.validate import validate_image, validate_layout
 
 EPOCH = "1700000000"
 
@@ -62,6 +63,15 @@ def read(root: Path, dgst: str) -> bytes:
     try:
         with db.content.open(Digest.parse(dgst)) as f:
             return f.read()
+    finally:
+        db.close()
+
+
+def valid(root: Path, digest: str) -> None:
+    """The image ``digest`` in the store at ``root`` passes the graph check."""
+    db = open_store(root)
+    try:
+        validate_image(db.content, digest)
     finally:
         db.close()
 
@@ -112,6 +122,7 @@ def test_readme_first_command(tmp_path: Path) -> None:
     assert cfg["config"]["Cmd"] == ["/app/bin/run"]
     fsck = json.loads(ok(pallet(root, "fsck", "--format", "json")))
     assert fsck == []
+    valid(root, digest)
 
 
 def test_plain_progress_lines(tmp_path: Path) -> None:
@@ -276,6 +287,8 @@ def test_rootfs_chain_gives_minimal_layers_with_whiteouts(tmp_path: Path) -> Non
     man3 = json.loads(read(root, digest3))
     assert [x["digest"] for x in man3["layers"][:3]] == [x["digest"] for x in man2["layers"]]
     assert layer_names(root, man3["layers"][3]) == {"srv", "srv/f"}
+    for dg in (digest, digest2, digest3):
+        valid(root, dg)
 
 
 def test_multi_platform_index_and_metadata_file(tmp_path: Path) -> None:
@@ -306,6 +319,7 @@ def test_multi_platform_index_and_metadata_file(tmp_path: Path) -> None:
     assert meta["containerimage.digest"] == digest and meta["image.name"] == "m:1"
     assert meta["containerimage.descriptor"]["digest"] == digest
     assert meta["containerimage.descriptor"]["mediaType"] == index["mediaType"]
+    valid(root, digest)
 
 
 def test_reproducible_across_processes_and_stores(tmp_path: Path) -> None:
@@ -354,6 +368,7 @@ def test_oci_tarball_to_stdout_reads_in_skopeo(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr.decode()
     info = json.loads(r.stdout)
     assert info["Architecture"] and len(info["Layers"]) == 1
+    validate_layout(out.read_bytes())
 
 
 def test_push_to_registry_and_base_from_registry(
@@ -404,6 +419,8 @@ def test_push_to_registry_and_base_from_registry(
     base_man = json.loads(read(root, digest))
     assert man["layers"][0]["digest"] == base_man["layers"][0]["digest"]
     assert layer_names(root2, man["layers"][1]) == {"top.txt"}
+    valid(root, digest)
+    valid(root2, digest2)
     # push-by-digest refuses a tag, with BuildKit's text
     p = pallet(
         root,
@@ -486,3 +503,4 @@ def test_push_only_export_never_downloads_the_base_layers(
     index = json.loads((out / "index.json").read_text())
     assert index["manifests"][0]["digest"] == digest
     assert (out / "blobs/sha256" / base_layer.split(":")[1]).stat().st_size > 300_000
+    validate_layout(out)  # what the registry holds is whole, base layer included

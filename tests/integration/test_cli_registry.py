@@ -12,8 +12,9 @@ from pathlib import Path
 
 from pallet.images import Image
 from pallet.metadata.store import open_store
+from support.images import graph, random_image
 from support.registry import Registry
-from support.store import graph, random_image
+from support.validate import validate_image
 
 
 def pallet(
@@ -35,7 +36,7 @@ def test_push_then_pull_into_another_store(
 ) -> None:
     src = tmp_path / "src"
     db = open_store(src)
-    m = random_image(db, 11, layers=3, size=300_000)
+    m = random_image(db, 11, sizes=[300_000] * 3).manifest
     db.images.create(Image(name="local/img:1", target=m))
     want = graph(db, m)
     db.close()
@@ -51,6 +52,7 @@ def test_push_then_pull_into_another_store(
     db2 = open_store(dst)
     assert db2.images.get(dest).target.digest == m.digest
     assert graph(db2, db2.images.get(dest).target) == want
+    validate_image(db2.content, db2.images.get(dest).target)
     db2.close()
     out = json.loads(pallet(dst, "fsck", "--format", "json").stdout)
     assert out == []

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from support.ctrd import Ctrd, new_namespace
-from support.ctrd import ctrd as ctrd  # the fixture
+from support.containerd import Containerd, new_namespace
 from support.registry import Registry
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,15 @@ def pallet(
 def ok(p: subprocess.CompletedProcess[str]) -> str:
     assert p.returncode == 0, f"{p.args}\nstdout: {p.stdout}\nstderr: {p.stderr}"
     return p.stdout
+
+
+def valid(ctrd: Containerd, ns: str, digest: str) -> None:
+    """The image ``digest`` in namespace ``ns`` of the daemon passes the graph check."""
+    c = ctrd.client(ns)
+    try:
+        validate_image(c.content, digest)
+    finally:
+        c.close()
 
 
 def layer_dir(tmp_path: Path) -> Path:
@@ -86,23 +95,23 @@ def export(
     return lines[0]
 
 
-def ctr_images(ctrd: Ctrd, ns: str) -> dict[str, str]:
+def ctr_images(ctrd: Containerd, ns: str) -> dict[str, str]:
     """name -> target digest, from ``ctr images ls``."""
     rows = ctrd.ctr(ns, "images", "ls").stdout.splitlines()[1:]
     return {r.split()[0]: r.split()[2] for r in rows if r.strip()}
 
 
-def ctr_leases(ctrd: Ctrd, ns: str) -> list[str]:
+def ctr_leases(ctrd: Containerd, ns: str) -> list[str]:
     return [r for r in ctrd.ctr(ns, "leases", "ls").stdout.splitlines()[1:] if r.strip()]
 
 
-def ctr_snapshots(ctrd: Ctrd, ns: str, snapshotter: str) -> dict[str, str]:
+def ctr_snapshots(ctrd: Containerd, ns: str, snapshotter: str) -> dict[str, str]:
     """key -> kind, from ``ctr snapshots --snapshotter S ls``."""
     rows = ctrd.ctr(ns, "snapshots", "--snapshotter", snapshotter, "ls").stdout.splitlines()[1:]
     return {r.split()[0]: r.split()[-1] for r in rows if r.strip()}
 
 
-def image_blobs(ctrd: Ctrd, ns: str, manifest: str) -> tuple[str, list[str]]:
+def image_blobs(ctrd: Containerd, ns: str, manifest: str) -> tuple[str, list[str]]:
     """(config digest, layer digests) of the manifest as the daemon stores it."""
     m = json.loads(ctrd.ctr(ns, "content", "get", manifest).stdout)
     return m["config"]["digest"], [x["digest"] for x in m["layers"]]
@@ -110,7 +119,7 @@ def image_blobs(ctrd: Ctrd, ns: str, manifest: str) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize("snapshotter", [None, "native"], ids=["default-overlayfs", "native"])
 def test_export_run_list_unpack_and_collect(
-    ctrd: Ctrd, tmp_path: Path, snapshotter: str | None
+    ctrd: Containerd, tmp_path: Path, snapshotter: str | None
 ) -> None:
     ns = new_namespace("cli")
     root = tmp_path / "store"
@@ -155,6 +164,7 @@ def test_export_run_list_unpack_and_collect(
     assert (dest / "hello.txt").read_bytes() == HELLO
     assert (dest / "bin" / "busybox").read_bytes() == Path(BUSYBOX).read_bytes()
     assert not (tmp_path / "xdg").exists()  # no embedded store was opened by those commands
+    valid(ctrd, ns, digest)
 
     # images rm: the daemon's collector frees every blob and snapshot that pallet wrote
     assert ok(pallet(None, "images", "rm", *conn, name)).split() == [name]
@@ -169,7 +179,7 @@ def test_export_run_list_unpack_and_collect(
     assert ok(pallet(None, "content", "ls", "-q", *conn)) == ""
 
 
-def test_env_address_selects_containerd(ctrd: Ctrd, tmp_path: Path) -> None:
+def test_env_address_selects_containerd(ctrd: Containerd, tmp_path: Path) -> None:
     ns = new_namespace("env")
     root = tmp_path / "store"
     name = "example.com/pallet/env:1"
@@ -195,7 +205,7 @@ def test_env_address_selects_containerd(ctrd: Ctrd, tmp_path: Path) -> None:
 
 
 def test_push_from_containerd(
-    ctrd: Ctrd, plain_registry: Registry, repo: str, tmp_path: Path
+    ctrd: Containerd, plain_registry: Registry, repo: str, tmp_path: Path
 ) -> None:
     ns = new_namespace("push")
     conn = ["--containerd", ctrd.socket, "--namespace", ns]
@@ -210,6 +220,7 @@ def test_push_from_containerd(
     got = tmp_path / "got"
     ok(pallet(other, "unpack", dest, str(got)))
     assert (got / "hello.txt").read_bytes() == HELLO
+    valid(ctrd, ns, digest)
     # a name the daemon does not have: one line, exit 1
     p = pallet(None, "push", "example.com/none:1", dest, "--progress", "quiet", *conn)
     assert p.returncode == 1 and p.stdout == ""
@@ -218,7 +229,7 @@ def test_push_from_containerd(
     assert ctrd.ctr(ns, "content", "ls").stdout.splitlines()[1:] == []
 
 
-def test_rm_of_a_missing_image_is_one_line(ctrd: Ctrd) -> None:
+def test_rm_of_a_missing_image_is_one_line(ctrd: Containerd) -> None:
     ns = new_namespace("rm")
     conn = ["--containerd", ctrd.socket, "--namespace", ns]
     p = pallet(None, "images", "rm", "example.com/none:1", *conn)

@@ -32,9 +32,8 @@ from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
-from support.ctrd import Ctrd, new_namespace
-from support.ctrd import client as client  # the fixture
-from support.ctrd import ctrd as ctrd  # the fixture
+from support.containerd import Containerd, new_namespace
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -162,19 +161,20 @@ def write_image(client: Client, b: Built, lease: str) -> None:
     write_blob(client, b.manifest[0], b.manifest[1], lease, labels)
 
 
-def snapshot_names(ctrd: Ctrd, ns: str) -> dict[str, str]:
+def snapshot_names(ctrd: Containerd, ns: str) -> dict[str, str]:
     """name -> kind, from ``ctr snapshots --snapshotter native ls``."""
     out = ctrd.ctr(ns, "snapshots", "--snapshotter", "native", "ls").stdout.splitlines()[1:]
     return {line.split()[0]: line.split()[-1] for line in out if line.strip()}
 
 
-def test_write_unpack_run_and_collect(ctrd: Ctrd, client: Client) -> None:
+def test_write_unpack_run_and_collect(ctrd: Containerd, client: Client) -> None:
     ns = client.namespace
     b = build_image()
     name = "example.com/pallet/e2e:latest"
     with temporary(client.leases) as lease:
         write_image(client, b, lease)
         client.images.create(Image(name=name, target=b.manifest[0]))
+        validate_image(client.content, b.manifest[0])
         seen: list[tuple[Digest, bool]] = []
         chain = apply_layers(
             client,
@@ -230,6 +230,7 @@ def test_write_unpack_run_and_collect(ctrd: Ctrd, client: Client) -> None:
     client.leases.create("gc-trigger")
     client.leases.delete("gc-trigger", sync=True)
     assert {i.digest for i in client.content.walk()} == set(b.blobs)
+    validate_image(client.content, b.manifest[0])
     assert set(snapshot_names(ctrd, ns)) == set(b.chain)
     # deleting the image (sync) frees every blob and snapshot we wrote
     client.images.delete(name, sync=True)
@@ -266,7 +267,7 @@ def test_apply_layers_skips_present_chains_and_checks_diff_ids(client: Client) -
         assert names == set(b.chain)  # no extract-… key survived the failure
 
 
-def test_unpack_into_overlayfs(ctrd: Ctrd, client: Client) -> None:
+def test_unpack_into_overlayfs(ctrd: Containerd, client: Client) -> None:
     b = build_image(extra=b"overlay\n")
     name = "example.com/pallet/overlay:1"
     with temporary(client.leases) as lease:
@@ -293,7 +294,7 @@ def test_unpack_into_overlayfs(ctrd: Ctrd, client: Client) -> None:
     assert list(client.snapshotter("overlayfs").walk()) == []
 
 
-def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: Store) -> None:
+def test_copy_image_from_the_embedded_store(ctrd: Containerd, client: Client, db: Store) -> None:
     b = build_image(extra=b"copied\n")
     # the image in pallet's own store first (as the exporter or `pallet load` would leave it)
     with temporary(db.leases) as lease:
@@ -325,6 +326,7 @@ def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: Stor
         "containerd.io/uncompressed": b.layers[1][2]
     }
     assert ctrd.ctr(client.namespace, "leases", "ls").stdout.splitlines()[1:] == []
+    validate_image(client.content, got.target)
     out = ctrd.ctr(
         client.namespace,
         "run",
@@ -349,7 +351,7 @@ def test_copy_image_from_the_embedded_store(ctrd: Ctrd, client: Client, db: Stor
 
 
 def test_cli_version_copy_images(
-    ctrd: Ctrd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ctrd: Containerd, client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pallet.cli.main import main
     from pallet.metadata.store import open_store
@@ -377,6 +379,7 @@ def test_cli_version_copy_images(
     assert main(["containerd", "images", *conn, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [i["name"] for i in listed] == ["example.com/cli:1"]
+    validate_image(client.content, b.manifest[0])
     assert main(["containerd", "version", f"--containerd={tmp_path / 'none.sock'}"]) == 1
     err = capsys.readouterr().err
     assert (

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from pallet.rootfs import chain_ids
-from support.containerd import Containerd
-from support.containerd import containerd as containerd  # the fixture
+from support.containerd import Containerd, new_namespace
 from support.images import Interop, tree_state
-from support.images import interop as interop  # the fixture
+from support.validate import validate_image, validate_layout
 
 pytestmark = pytest.mark.integration
 
@@ -29,63 +28,73 @@ CASES = [
 ]
 
 
-def images(c: Containerd) -> dict[str, str]:
+@pytest.fixture
+def ns() -> str:
+    """A namespace of the session's daemon for this test alone."""
+    return new_namespace("interop")
+
+
+def images(c: Containerd, ns: str) -> dict[str, str]:
     """name -> target digest, from ``ctr images ls``."""
-    out = c.ctr("images", "ls").stdout.splitlines()[1:]
+    out = c.ctr(ns, "images", "ls").stdout.splitlines()[1:]
     return {line.split()[0]: line.split()[2] for line in out if line.strip()}
 
 
 @pytest.mark.parametrize(("key", "fmt"), CASES, ids=[f"{k}/{f}" for k, f in CASES])
 def test_ctr_import_unpacks_the_same_tree(
-    containerd: Containerd, interop: Interop, key: str, fmt: str
+    ctrd: Containerd, ns: str, interop: Interop, key: str, fmt: str
 ) -> None:
     name = interop.name(key)
     args = ["images", "import", "--snapshotter", "native"]
     if key.startswith("multi"):
         args.append("--all-platforms")
-    out = containerd.ctr(*args, str(interop.archive(key, fmt))).stdout
+    out = ctrd.ctr(ns, *args, str(interop.archive(key, fmt))).stdout
     try:
         assert f"unpacking {name} ({interop.roots[key].digest})...done" in out
-        assert images(containerd)[name] == interop.roots[key].digest
+        assert images(ctrd, ns)[name] == interop.roots[key].digest
+        c = ctrd.client(ns)
+        try:  # containerd's own import labels the graph: it passes the checks of pallet's
+            validate_image(c.content, interop.roots[key])
+        finally:
+            c.close()
         amd = interop.built[key][0]
-        with containerd.snapshot_view(chain_ids(amd.diff_ids)[-1]) as rootfs:
+        with ctrd.snapshot_view(ns, chain_ids(amd.diff_ids)[-1]) as rootfs:
             assert tree_state(rootfs) == tree_state(interop.expected["linux/amd64"])
         if key.startswith("multi"):  # every platform's content came in
             for img in interop.built[key]:
-                info = containerd.ctr("content", "get", str(img.config.digest)).stdout
+                info = ctrd.ctr(ns, "content", "get", str(img.config.digest)).stdout
                 assert json.loads(info)["architecture"] == img.platform.architecture
     finally:
-        containerd.ctr("images", "rm", name)
+        ctrd.ctr(ns, "images", "rm", name)
 
 
 @pytest.mark.parametrize("key", ["oci", "docker"])
-def test_ctr_run(containerd: Containerd, interop: Interop, key: str) -> None:
+def test_ctr_run(ctrd: Containerd, ns: str, interop: Interop, key: str) -> None:
     name = interop.name(key)
-    containerd.ctr(
-        "images", "import", "--snapshotter", "native", str(interop.archive(key, "docker"))
-    )
+    ctrd.ctr(ns, "images", "import", "--snapshotter", "native", str(interop.archive(key, "docker")))
     try:
-        out = containerd.ctr(
-            "run", "--rm", "--snapshotter", "native", name, f"pallet-{key}",
+        out = ctrd.ctr(
+            ns, "run", "--rm", "--snapshotter", "native", name, f"pallet-{key}",
             "/bin/busybox", "echo", "hello-pallet",
         ).stdout  # fmt: skip
         assert out == "hello-pallet\n"
     finally:
-        containerd.ctr("images", "rm", name)
+        ctrd.ctr(ns, "images", "rm", name)
 
 
 @pytest.mark.parametrize("key", ["oci", "multi"])
 def test_pallet_loads_a_ctr_export(
-    containerd: Containerd, interop: Interop, key: str, tmp_path: Path
+    ctrd: Containerd, ns: str, interop: Interop, key: str, tmp_path: Path
 ) -> None:
     name = interop.name(key)
     args = ["images", "import", "--snapshotter", "native", "--all-platforms"]
-    containerd.ctr(*args, str(interop.archive(key)))
+    ctrd.ctr(ns, *args, str(interop.archive(key)))
     exported = tmp_path / "ctr-export.tar"
     try:
-        containerd.ctr("images", "export", "--all-platforms", str(exported), name)
+        ctrd.ctr(ns, "images", "export", "--all-platforms", str(exported), name)
     finally:
-        containerd.ctr("images", "rm", name)
+        ctrd.ctr(ns, "images", "rm", name)
+    assert [d.digest for d in validate_layout(exported.read_bytes())] == [interop.roots[key].digest]
     root = tmp_path / "store"
     r = subprocess.run(
         [sys.executable, "-m", "pallet.cli", "--root", str(root), "load", "-i", str(exported)],

@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from support.containerd import containerd as containerd  # the fixture dockerd runs on
 from support.engines import Docker
-from support.engines import docker as docker  # the fixture
 from support.images import Interop, make_tree, tree_state
-from support.images import interop as interop  # the fixture
 from support.registry import Registry
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from pallet.compression import decompressed_reader
 from pallet.layout import image_layers
 from pallet.metadata.store import open_store
 from pallet.oci.descriptor import Platform
-from support.containerd import require_tool
 from support.images import Interop, tree_state
-from support.images import interop as interop  # the fixture
+from support.tools import require_tool
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,15 @@ def pallet(root: Path, *args: str) -> str:
 def source(ix: Interop, key: str) -> str:
     # skopeo 1.9 finds a tag only among OCI-typed entries; a single entry needs no tag
     return f"oci:{ix.layout(key)}" + ("" if "docker" in key else ":v1")
+
+
+def valid(root: Path, name: str) -> None:
+    """The image ``name`` in the store at ``root`` passes the graph check."""
+    db = open_store(root)
+    try:
+        validate_image(db.content, db.images.get(name).target)
+    finally:
+        db.close()
 
 
 def loaded_diff_ids(root: Path, name: str, platform: str = "linux/amd64") -> list[str]:
@@ -88,6 +97,7 @@ def test_load_skopeo_archives(interop: Interop, key: str, transport: str, tmp_pa
     pallet(root, "unpack", name, str(tmp_path / "rootfs"))
     assert tree_state(tmp_path / "rootfs") == tree_state(interop.expected["linux/amd64"])
     assert "0 problems" in pallet(root, "fsck")
+    valid(root, name)
 
 
 def test_load_skopeo_multi_platform(interop: Interop, tmp_path: Path) -> None:
@@ -104,3 +114,4 @@ def test_load_skopeo_multi_platform(interop: Interop, tmp_path: Path) -> None:
         assert loaded_diff_ids(root, name, plat) == [str(d) for d in img.diff_ids]
     pallet(root, "gc")
     assert "0 problems" in pallet(root, "fsck")
+    valid(root, name)

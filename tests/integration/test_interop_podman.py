@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from support.engines import Podman
-from support.engines import podman as podman  # the fixture
 from support.images import Interop
-from support.images import interop as interop  # the fixture
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from pallet.oci import mediatypes as mt
-from support.containerd import require_tool
 from support.images import Interop
-from support.images import interop as interop  # the fixture
 from support.layout_schemas import validate_json_blobs
 from support.registry import Registry
+from support.tools import require_tool
+from support.validate import validate_layout
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +106,7 @@ def test_copy_layout_keeps_every_digest(interop: Interop, key: str, tmp_path: Pa
     assert blob_digests(dst) == graph(interop, key)
     for p in (dst / "blobs" / "sha256").iterdir():
         assert sha(p.read_bytes()) == f"sha256:{p.name}"
+    validate_layout(dst)
 
 
 @pytest.mark.parametrize("key", SINGLE)
@@ -173,3 +174,4 @@ def test_every_json_file_validates(interop: Interop, key: str, fmt: str) -> None
     n = validate_json_blobs(data)
     images = len(interop.built[key])
     assert n == 2 + (fmt == "docker") + 2 * images + key.startswith("multi")
+    assert [d.digest for d in validate_layout(data)] == [interop.roots[key].digest]

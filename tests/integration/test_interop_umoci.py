@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from support.containerd import require_tool
 from support.images import Interop, tree_state
-from support.images import interop as interop  # the fixture
+from support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 

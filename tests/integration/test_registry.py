@@ -31,7 +31,9 @@ from pallet.remote import (
     resolve,
 )
 from pallet.remote.push import source_key
-from support.registry import PASSWORD, USER, Registry, build_image, build_index, options_for
+from support.images import build_index, random_image
+from support.registry import PASSWORD, USER, Registry, options_for
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20
@@ -83,7 +85,8 @@ def registry(request: pytest.FixtureRequest) -> Registry:
 def test_round_trip_checked_by_skopeo(
     registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
-    root, blobs = build_image(store, [3 * MiB, 20000, 0], seed=21)
+    img = random_image(store, 21, sizes=[3 * MiB, 20000, 0])
+    root, blobs = img.manifest, img.blobs
     o = options_for(registry, chunk_size=1 * MiB, monolithic_max=1 * MiB)
     events = []
     res = push(
@@ -125,23 +128,18 @@ def test_round_trip_checked_by_skopeo(
     assert mlabels["containerd.io/gc.ref.content.l.0"] == blobs[1].digest
     # the pushing store learnt the source too
     assert store.content.info(blobs[1].digest).labels[key] == repo
+    validate_image(store2.content, got)
 
 
 def test_index_push_tags_only_the_root_and_platform_pull(
     token_registry: Registry, store: Store, store2: Store, repo: str, tmp_path: Path
 ) -> None:
     shared = b"shared layer " * 5000
-    amd, amd_blobs = build_image(store, [40000], seed=31, shared=[shared])
-    arm, arm_blobs = build_image(
-        store, [50000], seed=32, shared=[shared], platform={"os": "linux", "architecture": "arm64"}
-    )
-    index = build_index(
-        store,
-        [
-            (amd, {"os": "linux", "architecture": "amd64"}),
-            (arm, {"os": "linux", "architecture": "arm64"}),
-        ],
-    )
+    amd_img = random_image(store, 31, sizes=[40000], shared=[shared])
+    arm_img = random_image(store, 32, sizes=[50000], shared=[shared], platform="linux/arm64")
+    amd, amd_blobs = amd_img.manifest, amd_img.blobs
+    arm, arm_blobs = arm_img.manifest, arm_img.blobs
+    index = build_index(store, [amd_img, arm_img])
     o = options_for(token_registry)
     res = push(store.content, index, f"{token_registry.host}/{repo}:multi", options=o)
     # the shared layer was uploaded once
@@ -165,6 +163,7 @@ def test_index_push_tags_only_the_root_and_platform_pull(
     ilabels = store2.content.info(index.digest).labels
     assert ilabels["containerd.io/gc.ref.content.m.0"] == amd.digest
     assert ilabels["containerd.io/gc.ref.content.m.1"] == arm.digest
+    validate_image(store2.content, got, partial=True)  # linux/arm64 only
 
 
 def _tags(reg: Registry, repo: str, o: Options) -> list[str]:
@@ -190,7 +189,7 @@ def _tags(reg: Registry, repo: str, o: Options) -> list[str]:
 def test_push_by_digest_and_several_names(
     plain_registry: Registry, store: Store, repo: str
 ) -> None:
-    root, _ = build_image(store, [1000], seed=41)
+    root = random_image(store, 41, sizes=[1000]).manifest
     o = options_for(plain_registry)
     with pytest.raises(
         InvalidArgument, match=r"can't push tagged ref 127\.0\.0\.1:\d+/test/\w+:v1 by digest"
@@ -285,12 +284,14 @@ def test_pull_image_pushed_by_skopeo(
             assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == d
     desc, data = fetch_manifest(f"{plain_registry.host}/{repo}:v1", options=o)
     assert desc.digest == want and hashlib.sha256(data).hexdigest() == want[7:]
+    validate_image(store.content, got)
 
 
 def test_lazy_pull_then_push_mounts_base_layers(
     plain_registry: Registry, token_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
-    base, base_blobs = build_image(store, [2 * MiB, 30000], seed=51)
+    base_img = random_image(store, 51, sizes=[2 * MiB, 30000])
+    base, base_blobs = base_img.manifest, base_img.blobs
     o = options_for(plain_registry)
     push(store.content, base, f"{plain_registry.host}/{repo}-base:v1", options=o)
     got = pull(f"{plain_registry.host}/{repo}-base:v1", store2.content, layers=False, options=o)
@@ -299,7 +300,7 @@ def test_lazy_pull_then_push_mounts_base_layers(
         with pytest.raises(NotFound):
             store2.content.info(layer.digest)
     # an image built on the base: its config and one new layer are local, base layers are not
-    from support.store import put
+    from support.images import put
 
     new_layer = put(store2, b"new layer data " * 1000, media_type=mt.OCI_LAYER)
     cfg = put(
@@ -330,7 +331,7 @@ def test_lazy_pull_then_push_mounts_base_layers(
 
 
 def test_tls_needs_the_ca_or_insecure(tls_registry: Registry, store: Store, repo: str) -> None:
-    root, _ = build_image(store, [1000], seed=61)
+    root = random_image(store, 61, sizes=[1000]).manifest
     name = f"{tls_registry.host}/{repo}:v1"
     no_ca = options_for(tls_registry, ca_file=None)
     with pytest.raises(Unavailable, match="not reachable"):
@@ -344,7 +345,7 @@ def test_wrong_password_is_unauthorized(
 ) -> None:
     from pallet.remote import Credentials, Unauthorized
 
-    root, _ = build_image(store, [1000], seed=62)
+    root = random_image(store, 62, sizes=[1000]).manifest
     for reg in (tls_registry, token_registry):
         o = options_for(reg, credentials={reg.host: Credentials(username=USER, password="wrong")})
         with pytest.raises(Unauthorized) as ei:

@@ -28,7 +28,9 @@ from pallet.remote import (
     pull,
     push,
 )
-from support.registry import PASSWORD, USER, Registry, build_image, options_for
+from support.images import random_image
+from support.registry import PASSWORD, USER, Registry, options_for
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +49,7 @@ def test_login_push_logout(
     kind: str, request: pytest.FixtureRequest, store: Store, repo: str
 ) -> None:
     reg: Registry = request.getfixturevalue(f"{kind}_registry")
-    root, _ = build_image(store, [2000], seed=71)
+    root = random_image(store, 71, sizes=[2000]).manifest
     o = anon(reg)
     with pytest.raises(Unauthorized):
         login(reg.host, USER, "not-the-password", options=o)
@@ -91,11 +93,12 @@ def test_credential_helper_is_asked_once_per_registry(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     config_path().parent.mkdir(parents=True, exist_ok=True)
     config_path().write_text(json.dumps({"credHelpers": {token_registry.host: "pallettest"}}))
-    root, _ = build_image(store, [1000, 2000, 3000, 4000], seed=72)
+    root = random_image(store, 72, sizes=[1000, 2000, 3000, 4000]).manifest
     push(store.content, root, f"{token_registry.host}/{repo}:v1", options=anon(token_registry))
     assert log.read_text().splitlines() == [f"get {token_registry.host}"]
-    pull(f"{token_registry.host}/{repo}:v1", store2.content, options=anon(token_registry))
+    got = pull(f"{token_registry.host}/{repo}:v1", store2.content, options=anon(token_registry))
     assert len(log.read_text().splitlines()) == 2  # one more run, one more call
+    validate_image(store2.content, got)
 
 
 def test_identity_token_uses_the_oauth2_refresh_grant(
@@ -109,7 +112,7 @@ def test_identity_token_uses_the_oauth2_refresh_grant(
         json.dumps({"auths": {token_registry.host: {"identitytoken": "rt-identity-0123456789"}}})
     )
     before = len(ts.requests)
-    root, _ = build_image(store, [1000], seed=73)
+    root = random_image(store, 73, sizes=[1000]).manifest
     push(store.content, root, f"{token_registry.host}/{repo}:v1", options=anon(token_registry))
     new = ts.requests[before:]
     assert new and all(r["method"] == "POST" for r in new)
@@ -123,7 +126,7 @@ def test_registry_auth_file(
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     auth.write_text(json.dumps({"auths": {f"https://{tls_registry.host}/v2/": {"auth": token}}}))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
-    root, _ = build_image(store, [1000], seed=74)
+    root = random_image(store, 74, sizes=[1000]).manifest
     push(store.content, root, f"{tls_registry.host}/{repo}:v1", options=anon(tls_registry))
 
 
@@ -149,7 +152,7 @@ def acl(token_registry: Registry) -> Iterator[None]:
 def test_mount_without_pull_on_the_source_falls_back(
     token_registry: Registry, store: Store, repo: str, acl: None
 ) -> None:
-    root, _ = build_image(store, [3000, 4000], seed=75)
+    root = random_image(store, 75, sizes=[3000, 4000]).manifest
     bob = options_for(
         token_registry,
         credentials={token_registry.host: Credentials(username="bob", password="bobs-password")},
@@ -198,7 +201,7 @@ def test_no_secret_in_output_logs_progress_or_errors(
     events: list[Progress] = []
     errors: list[str] = []
     try:
-        root, _ = build_image(store, [3 << 20, 5000], seed=76)
+        root = random_image(store, 76, sizes=[3 << 20, 5000]).manifest
         for reg in (token_registry, tls_registry):
             o = anon(
                 reg,
@@ -208,7 +211,10 @@ def test_no_secret_in_output_logs_progress_or_errors(
             )
             login(reg.host, USER, PASSWORD, options=o)
             push(store.content, root, f"{reg.host}/{repo}:v1", options=o, on_progress=events.append)
-            pull(f"{reg.host}/{repo}:v1", store2.content, options=o, on_progress=events.append)
+            got = pull(
+                f"{reg.host}/{repo}:v1", store2.content, options=o, on_progress=events.append
+            )
+            validate_image(store2.content, got)
             bad = options_for(
                 reg, credentials={reg.host: Credentials(username=USER, password=PASSWORD + "x")}
             )

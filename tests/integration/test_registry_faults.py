@@ -12,7 +12,9 @@ from pallet.metadata.store import Store
 from pallet.oci.digest import Digest
 from pallet.remote import Options, PushOutcome, RegistryError, RetryPolicy, pull, push, resolve
 from support.faultproxy import FaultProxy, Rule
-from support.registry import Registry, build_image
+from support.images import random_image
+from support.registry import Registry
+from support.validate import validate_image
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +49,8 @@ def _check_in_registry(reg: Registry, repo: str, tag: str, root: object) -> None
 def test_reset_mid_upload_resumes_from_the_registry_range(
     plain_registry: Registry, store: Store, repo: str
 ) -> None:
-    root, blobs = build_image(store, [20 * MiB], seed=11)
+    img = random_image(store, 11, sizes=[20 * MiB])
+    root, blobs = img.manifest, img.blobs
     # nginx-style request buffering: the partial chunk never reaches the registry
     with FaultProxy(plain_registry.host, buffer=True) as p:
         p.add(Rule("PATCH", "/blobs/uploads/", "reset", skip=10, after=700 << 10))
@@ -68,7 +71,8 @@ def test_reset_mid_upload_streaming_proxy_still_succeeds(
 ) -> None:
     """distribution 2.8 cancels a session whose size no longer matches its state token, so a
     partial chunk that reached it forces a restart; the push must still succeed."""
-    root, blobs = build_image(store, [6 * MiB], seed=12)
+    img = random_image(store, 12, sizes=[6 * MiB])
+    root, blobs = img.manifest, img.blobs
     with FaultProxy(plain_registry.host, buffer=False) as p:
         p.add(Rule("PATCH", "/blobs/uploads/", "reset", skip=3, after=300 << 10))
         push(store.content, root, f"{p.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
@@ -78,7 +82,7 @@ def test_reset_mid_upload_streaming_proxy_still_succeeds(
 
 
 def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: Store, repo: str) -> None:
-    root, _blobs = build_image(store, [3 * MiB, 1000], seed=13)
+    root = random_image(store, 13, sizes=[3 * MiB, 1000]).manifest
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "respond", status=502))
     proxy.add(Rule("POST", r"/blobs/uploads/$", "respond", status=503))
     proxy.add(Rule("PATCH", r"/blobs/uploads/", "respond", status=500, skip=1))
@@ -108,7 +112,7 @@ def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: Store, repo: str
 
 
 def test_slow_responses_and_timeouts(proxy: FaultProxy, store: Store, repo: str) -> None:
-    root, _ = build_image(store, [2 * MiB], seed=14)
+    root = random_image(store, 14, sizes=[2 * MiB]).manifest
     proxy.add(Rule("HEAD", r"/blobs/sha256:", "delay", seconds=0.3, times=-1))
     proxy.add(Rule("HEAD", r"/manifests/", "delay", seconds=2.0))  # beyond the read timeout
     push(store.content, root, f"{proxy.host}/{repo}:v1", options=opts(read_timeout=1.0))  # type: ignore[arg-type]
@@ -121,7 +125,8 @@ def test_slow_responses_and_timeouts(proxy: FaultProxy, store: Store, repo: str)
 
 
 def _first_push(reg: Registry, store: Store, repo: str) -> tuple[object, list[object]]:
-    root, blobs = build_image(store, [2 * MiB, 3000], seed=15)
+    img = random_image(store, 15, sizes=[2 * MiB, 3000])
+    root, blobs = img.manifest, img.blobs
     push(store.content, root, f"{reg.host}/{repo}-base:v1", options=opts())  # type: ignore[arg-type]
     return root, blobs
 
@@ -169,7 +174,7 @@ def test_mount_across_repositories(plain_registry: Registry, store: Store, repo:
 def test_retries_exhausted_name_the_blob_and_status(
     proxy: FaultProxy, store: Store, repo: str
 ) -> None:
-    root, _blobs = build_image(store, [5000], seed=16)
+    root = random_image(store, 16, sizes=[5000]).manifest
     proxy.add(Rule("POST", r"/blobs/uploads/", "respond", status=503, times=-1))
     with pytest.raises(RegistryError) as ei:
         push(
@@ -186,7 +191,8 @@ def test_retries_exhausted_name_the_blob_and_status(
 def test_pull_resumes_a_cut_download_with_range(
     plain_registry: Registry, store: Store, store2: Store, repo: str
 ) -> None:
-    root, blobs = build_image(store, [8 * MiB], seed=17)
+    img = random_image(store, 17, sizes=[8 * MiB])
+    root, blobs = img.manifest, img.blobs
     push(store.content, root, f"{plain_registry.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
     big = blobs[1]
     with FaultProxy(plain_registry.host) as p:
@@ -199,6 +205,7 @@ def test_pull_resumes_a_cut_download_with_range(
     assert downloaded == big.size  # type: ignore[attr-defined]  # nothing fetched twice
     info = store2.content.info(Digest(big.digest))  # type: ignore[attr-defined]
     assert info.size == big.size  # type: ignore[attr-defined]
+    validate_image(store2.content, got)
 
 
 def test_redirected_blob_get_carries_no_credentials(
@@ -206,7 +213,7 @@ def test_redirected_blob_get_carries_no_credentials(
 ) -> None:
     from pallet.remote import Credentials
 
-    root, _blobs = build_image(store, [4000], seed=18)
+    root = random_image(store, 18, sizes=[4000]).manifest
     push(store.content, root, f"{plain_registry.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
     # the proxy pretends to want Basic auth, and sends blob GETs to "storage" on another origin
     proxy.add(
@@ -228,7 +235,8 @@ def test_redirected_blob_get_carries_no_credentials(
         )
     )
     o = opts(credentials={proxy.host: Credentials(username="u", password="p")})
-    pull(f"{proxy.host}/{repo}:v1", store2.content, options=o)
+    got = pull(f"{proxy.host}/{repo}:v1", store2.content, options=o)
+    validate_image(store2.content, got)
     originals = proxy.entries("GET", r"/blobs/sha256:[0-9a-f]+$")
     redirected = proxy.entries("GET", r"redirected=1")
     assert originals and all(e.authorization for e in originals)
@@ -241,7 +249,7 @@ def test_push_again_to_the_same_tag_is_one_head(
 ) -> None:
     """Against the real registry: a second push of what the tag already names asks once and
     sends nothing; a push of another image to that tag does the full push and moves the tag."""
-    root, _ = build_image(store, [300_000, 5000], seed=21)
+    root = random_image(store, 21, sizes=[300_000, 5000]).manifest
     first = push(store.content, root, f"{proxy.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]
     assert set(first[0].blobs.values()) == {PushOutcome.UPLOADED}
     # the tag was asked about once (404); the manifest's PUT does not ask again
@@ -251,7 +259,7 @@ def test_push_again_to_the_same_tag_is_one_head(
     sent = [(e.method, e.target.split("?")[0]) for e in proxy.log[n:]]
     assert sent == [("GET", "/v2/"), ("HEAD", f"/v2/{repo}/manifests/v1")]
     assert set(again[0].blobs.values()) == {PushOutcome.EXISTS} and again[0].bytes_sent == 0
-    other, _ = build_image(store, [4000], seed=22)
+    other = random_image(store, 22, sizes=[4000]).manifest
     puts = len(proxy.entries("PUT", r"/manifests/v1$"))
     heads = len(proxy.entries("HEAD", r"/manifests/v1$"))
     push(store.content, other, f"{proxy.host}/{repo}:v1", options=opts())  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ import pytest
 from pallet.metadata.store import Store
 from pallet.remote import pull, push, resolve
 from support.faultproxy import FaultProxy
-from support.registry import Registry, build_image, options_for
+from support.images import random_image
+from support.registry import Registry, options_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,8 @@ def test_push_and_pull_through_an_http_proxy(
     repo: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    root, blobs = build_image(store, [300 << 10, 2000], seed=81)
+    img = random_image(store, 81, sizes=[300 << 10, 2000])
+    root, blobs = img.manifest, img.blobs
     name = f"{plain_registry.host}/{repo}:v1"
     with FaultProxy(plain_registry.host) as proxy:
         monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
@@ -41,7 +43,7 @@ def test_push_and_pull_through_an_http_proxy(
 def test_no_proxy_sends_the_registry_direct(
     plain_registry: Registry, store: Store, repo: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, _ = build_image(store, [1000], seed=82)
+    root = random_image(store, 82, sizes=[1000]).manifest
     name = f"{plain_registry.host}/{repo}:v1"
     with FaultProxy(plain_registry.host) as proxy:
         monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
@@ -56,7 +58,7 @@ def test_https_registry_through_a_connect_tunnel(
 ) -> None:
     """``https://`` goes through ``CONNECT``, TLS verified end to end against the registry's
     CA; a plain ``http://`` attempt (loopback hosts start there) does not use HTTPS_PROXY."""
-    root, _ = build_image(store, [200 << 10], seed=83)
+    root = random_image(store, 83, sizes=[200 << 10]).manifest
     name = f"{tls_registry.host}/{repo}:v1"
     with FaultProxy(tls_registry.host) as proxy:
         monkeypatch.setenv("https_proxy", proxy.host)  # no scheme: http://

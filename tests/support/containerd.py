@@ -1,8 +1,12 @@
-"""A private containerd for interop tests (spec/containerd.md §6.1).
+"""A private containerd for the tests (spec/containerd.md §6.1).
 
-Everything lives in a temporary directory: root, state, the gRPC/ttrpc/debug sockets and the
-``opt`` plugin's directory; CRI is disabled; images are unpacked with the ``native`` snapshotter
-(plain copies, no mounts). The daemon is stopped by its own PID, never by name.
+Root, state, the gRPC/ttrpc/debug sockets and the ``opt`` plugin's directory all live in one
+temporary directory; CRI is disabled. The daemon is started in its own session (``setsid``),
+waited for with ``ctr -a SOCK version``, and stopped by its own PID. One daemon serves the whole
+test session (the ``ctrd`` fixture in tests/conftest.py); every test works in a namespace
+of its own (:func:`new_namespace`), so tests never see each other's images, leases or snapshots.
+Images are unpacked with the ``native`` snapshotter (plain copies), whose committed snapshots
+the tests read in place (:meth:`Containerd.snapshot_view`).
 """
 
 from __future__ import annotations
@@ -19,19 +23,14 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Containerd", "containerd", "require_tool", "start_containerd"]
+from pallet.containerd import Client, connect
+from support.tools import require_tool
 
-NAMESPACE = "pallet-test"
+__all__ = ["Containerd", "new_namespace", "start_containerd"]
 
 
-def require_tool(name: str) -> str:
-    """Path of an external tool; a missing tool fails the test (tests/conftest.py's rule)."""
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"required tool {name!r} is not installed (see .ci/run)")
-    return path
+def new_namespace(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -40,11 +39,15 @@ class Containerd:
     socket: str
     proc: subprocess.Popen[bytes]
     ctr_path: str
-    namespace: str = NAMESPACE
 
     @property
     def root(self) -> Path:
         return self.directory / "root"
+
+    @property
+    def content_root(self) -> Path:
+        """The daemon's local content store (blobs/, ingest/)."""
+        return self.root / "io.containerd.content.v1.content"
 
     @property
     def log(self) -> str:
@@ -54,10 +57,10 @@ class Containerd:
             return ""
 
     def ctr(
-        self, *args: str, check: bool = True, timeout: float = 120
+        self, namespace: str, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``ctr -a <socket> -n <namespace> args…``; on failure the test fails with output."""
-        cmd = [self.ctr_path, "-a", self.socket, "-n", self.namespace, *args]
+        """``ctr -a SOCK -n NAMESPACE args…``; a failure fails the test with the output."""
+        cmd = [self.ctr_path, "-a", self.socket, "-n", namespace, *args]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if check and res.returncode != 0:
             pytest.fail(
@@ -66,8 +69,11 @@ class Containerd:
             )
         return res
 
+    def client(self, namespace: str) -> Client:
+        return connect(self.socket, namespace)
+
     @contextlib.contextmanager
-    def snapshot_view(self, key: str) -> Iterator[Path]:
+    def snapshot_view(self, namespace: str, key: str) -> Iterator[Path]:
         """The directory of the committed native snapshot ``key`` (a chain ID).
 
         A native view of a committed snapshot is a read-only bind of the snapshot's own
@@ -75,16 +81,18 @@ class Containerd:
         without a lease may be collected right after), and we read the source directory without
         mounting anything."""
         vkey = f"pallet-view-{uuid.uuid4().hex[:12]}"
-        out = self.ctr("snapshots", "--snapshotter", "native", "view", "--mounts", vkey, key)
+        sn = ("snapshots", "--snapshotter", "native")
+        out = self.ctr(namespace, *sn, "view", "--mounts", vkey, key)
         try:
             (mount,) = json.loads(out.stdout)
             mount = {k.lower(): v for k, v in mount.items()}  # ctr 1.6 prints Go field names
             assert mount["type"] == "bind", mount
             yield Path(mount["source"])
         finally:
-            self.ctr("snapshots", "--snapshotter", "native", "rm", vkey, check=False)
+            self.ctr(namespace, *sn, "rm", vkey, check=False)
 
     def stop(self) -> None:
+        """Stop our daemon, by its PID only."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -98,7 +106,7 @@ def start_containerd(d: Path) -> Containerd:
     """Start ``containerd`` with everything under ``d``; wait until ``ctr version`` answers."""
     binary = require_tool("containerd")
     ctr = require_tool("ctr")
-    require_tool("runc")
+    require_tool("runc")  # `ctr run` in the tests starts containers
     d.mkdir(parents=True, exist_ok=True)
     for sub in ("root", "state", "opt"):
         (d / sub).mkdir(exist_ok=True)
@@ -131,7 +139,7 @@ def start_containerd(d: Path) -> Containerd:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True,  # setsid: no signal from our terminal reaches it
         )
     c = Containerd(directory=d, socket=sock, proc=proc, ctr_path=ctr)
     deadline = time.monotonic() + 30
@@ -139,16 +147,11 @@ def start_containerd(d: Path) -> Containerd:
         if proc.poll() is not None:
             break
         if os.path.exists(sock):
-            r = c.ctr("version", check=False, timeout=10)
+            r = subprocess.run(
+                [ctr, "-a", sock, "version"], capture_output=True, text=True, timeout=10
+            )
             if r.returncode == 0:
                 return c
-        time.sleep(0.05)
+        time.sleep(0.02)
     c.stop()
     pytest.fail(f"containerd did not start:\n{c.log[-3000:]}")
-
-
-@pytest.fixture(scope="session")
-def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    c = start_containerd(tmp_path_factory.mktemp("ctrd"))
-    yield c
-    c.stop()

@@ -1,22 +1,23 @@
 """A private Docker daemon and a private Podman for the interop tests.
 
-Docker: ``dockerd`` is started once per session, as tests/support/containerd.py starts
-containerd, with everything of its own under one temporary directory: ``--data-root``,
-``--exec-root``, ``--pidfile``, the API socket (``--host unix://…``) and a ``--config-file`` of
-its own (the host's ``/etc/docker/daemon.json`` is not read) that moves the daemon's key file
-out of ``/etc/docker``. ``--storage-driver vfs`` needs no mounts of its own, and ``--bridge none
---iptables=false`` leaves the host's network alone, so containers run with ``--network none``.
-It talks to the suite's private containerd (``--containerd``), never to a system one: dockerd
-would otherwise take ``/run/containerd/containerd.sock`` when it exists. Registries on
-127.0.0.0/8 are insecure (plain HTTP) by Docker's own default, which is what the registry
-fixtures listen on. The daemon is stopped by its own PID.
+Docker: ``dockerd`` is started once per session (the ``docker`` fixture in
+tests/integration/conftest.py), as tests/support/containerd.py starts containerd, with everything
+of its own under one temporary directory: ``--data-root``, ``--exec-root``, ``--pidfile``, the API
+socket (``--host unix://…``) and a ``--config-file`` of its own (the host's
+``/etc/docker/daemon.json`` is not read) that moves the daemon's key file out of ``/etc/docker``.
+``--storage-driver vfs`` needs no mounts of its own, and ``--bridge none --iptables=false`` leaves
+the host's network alone, so containers run with ``--network none``. It talks to the suite's
+private containerd (``--containerd``, the session's ``ctrd``; dockerd keeps to namespaces of its
+own there), never to a system one: dockerd would otherwise take ``/run/containerd/containerd.sock``
+when it exists. Registries on 127.0.0.0/8 are insecure (plain HTTP) by Docker's own default, which
+is what the registry fixtures listen on. The daemon is stopped by its own PID.
 
-Podman has no daemon: :class:`Podman` (the ``podman`` fixture, one empty store per test) runs
-it rootful with ``--root``/``--runroot``/``--tmpdir`` in a temporary directory, ``--storage-driver
-vfs``, ``--cgroup-manager cgroupfs``, ``--events-backend file`` and ``runc``; a
-``containers.conf`` and a ``storage.conf`` of its own (``CONTAINERS_CONF``,
-``CONTAINERS_STORAGE_CONF``) keep the host's out, put its network configuration there, and take
-its locks from files there instead of the host-wide ``/dev/shm/libpod_lock``.
+Podman has no daemon: :class:`Podman` (the ``podman`` fixture in tests/integration/conftest.py, one
+empty store per test) runs it rootful with ``--root``/``--runroot``/``--tmpdir`` in a temporary
+directory, ``--storage-driver vfs``, ``--cgroup-manager cgroupfs``, ``--events-backend file`` and
+``runc``; a ``containers.conf`` and a ``storage.conf`` of its own (``CONTAINERS_CONF``,
+``CONTAINERS_STORAGE_CONF``) keep the host's out, put its network configuration there, and take its
+locks from files there instead of the host-wide ``/dev/shm/libpod_lock``.
 
 A missing ``dockerd``, ``docker`` or ``podman`` fails the test (``require_tool``): CI installs
 them (scripts/setup.sh), so a skip would hide a broken setup.
@@ -26,19 +27,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.containerd import Containerd, require_tool
+from support.containerd import Containerd
+from support.tools import require_tool
 
-__all__ = ["Docker", "Podman", "docker", "podman", "start_dockerd"]
+__all__ = ["Docker", "Podman", "start_dockerd"]
 
 
 def _run(
@@ -140,14 +140,6 @@ def start_dockerd(d: Path, containerd: Containerd) -> Docker:
     pytest.fail(f"dockerd did not start:\n{docker.log[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def docker(tmp_path_factory: pytest.TempPathFactory, containerd: Containerd) -> Iterator[Docker]:
-    """One private dockerd for the session (it needs the ``containerd`` fixture in scope)."""
-    dk = start_dockerd(tmp_path_factory.mktemp("docker"), containerd)
-    yield dk
-    dk.stop()
-
-
 class Podman:
     """``podman`` rootful with all of its state under ``directory`` (see the module docstring)."""
 
@@ -200,15 +192,3 @@ class Podman:
             *args,
         ]  # fmt: skip
         return _run(cmd, env=self.env, input=input, check=check, timeout=timeout)
-
-
-@pytest.fixture
-def podman() -> Iterator[Podman]:
-    """A :class:`Podman` with empty storage for each test. Its directory is short and not under
-    the test's own: Podman refuses a ``--runroot`` longer than 50 characters (conmon's sockets
-    live there)."""
-    d = Path(tempfile.mkdtemp(prefix="pallet-podman-"))
-    try:
-        yield Podman(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)

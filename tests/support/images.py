@@ -1,9 +1,13 @@
-"""Build real images from directory trees straight into a store, and compare trees.
+"""Build real images straight into a store (ggcr's ``random`` in spirit), and compare trees.
 
-Layers are made the way the exporter makes them: :func:`pallet.archive.diff.write_diff` streamed
-through :func:`pallet.compression.pipeline.write_layer`. A config carries ``rootfs.diff_ids``,
-the manifest ``containerd.io/gc.ref.content.*`` labels, and :func:`build_index` puts several
-manifests (one per platform) in an index. Both media-type families are available (``oci=``).
+One builder serves every test: :func:`build_image` makes layers the way the exporter makes them
+(:func:`pallet.archive.diff.write_diff` of a directory, or given tar bytes, streamed through
+:func:`pallet.compression.pipeline.write_layer`); :func:`random_image` makes layers of random
+bytes of exact sizes, stored uncompressed, for tests of transfers and garbage collection. Both
+write a config with ``rootfs.diff_ids`` and a manifest with ``containerd.io/gc.ref.content.*``
+labels to its children; :func:`build_index` puts several manifests (one per platform) in an
+index. Both media-type families are available (``oci=``). A *store* here is anything with a
+``content`` store: the embedded store or a containerd client.
 """
 
 from __future__ import annotations
@@ -11,32 +15,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import pytest
+from typing import Protocol
 
 from pallet.archive.diff import write_diff
 from pallet.compression import Compression
 from pallet.compression.pipeline import write_layer
-from pallet.metadata.store import Store
+from pallet.content import Store as ContentStore
+from pallet.errors import AlreadyExists
+from pallet.metadata.store import open_store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import Digest
-from support.store import put
 
 __all__ = [
+    "GC_REF",
     "BuiltImage",
+    "HasContent",
     "Interop",
-    "build_interop",
     "build_image",
     "build_index",
-    "interop",
+    "build_interop",
+    "graph",
     "make_tree",
+    "put",
+    "random_image",
     "tree_state",
 ]
+
+GC_REF = "containerd.io/gc.ref.content"
+
+
+class HasContent(Protocol):
+    """A store the builders write into: the embedded store or a containerd client."""
+
+    @property
+    def content(self) -> ContentStore: ...
+
 
 CREATED = "2024-01-02T03:04:05Z"
 
@@ -49,6 +69,37 @@ class BuiltImage:
     diff_ids: list[Digest]
     platform: Platform
     trees: list[Path] = field(default_factory=list)
+
+    @property
+    def blobs(self) -> list[Descriptor]:
+        """The manifest's children: the config, then the layers."""
+        return [self.config, *self.layers]
+
+
+def put(
+    store: HasContent,
+    data: bytes,
+    *,
+    labels: dict[str, str] | None = None,
+    lease: str | None = None,
+    media_type: str = "application/octet-stream",
+) -> Descriptor:
+    """Write one blob (already there: only its descriptor); returns its descriptor."""
+    dg = Digest("sha256:" + hashlib.sha256(data).hexdigest())
+    try:
+        with store.content.writer(f"put-{dg}-{os.getpid()}", lease=lease) as w:
+            w.write(data)
+            w.commit(len(data), dg, labels=labels)
+    except AlreadyExists:
+        pass
+    return Descriptor(media_type=media_type, digest=dg, size=len(data))
+
+
+def graph(store: HasContent, desc: Descriptor) -> set[str]:
+    """The digests of ``desc`` and everything it references (pallet's own walker)."""
+    from pallet.images import walk
+
+    return {d.digest for d in walk(store.content, desc)}
 
 
 def make_tree(root: Path, seed: int = 0, *, busybox: bool = False) -> Path:
@@ -119,8 +170,8 @@ def _produce_bytes(data: bytes):  # type: ignore[no-untyped-def]
 
 
 def build_image(
-    db: Store,
-    layers: list[Path | bytes],
+    store: HasContent,
+    layers: Sequence[Path | bytes],
     *,
     oci: bool = True,
     compression: Compression = Compression.GZIP,
@@ -134,10 +185,46 @@ def build_image(
     for ly in layers:
         produce = _produce_dir(ly) if isinstance(ly, Path) else _produce_bytes(ly)
         res = write_layer(
-            produce, db.content, compression=compression, oci=oci, lease=lease, threads=1
+            produce, store.content, compression=compression, oci=oci, lease=lease, threads=1
         )
         descs.append(res.descriptor)
         diff_ids.append(res.diff_id)
+    img = _commit_image(store, descs, diff_ids, oci=oci, platform=platform, cmd=cmd, lease=lease)
+    img.trees = [ly for ly in layers if isinstance(ly, Path)]
+    return img
+
+
+def random_image(
+    store: HasContent,
+    seed: int = 0,
+    *,
+    sizes: Sequence[int] = (1000, 1000),
+    shared: Sequence[bytes] = (),
+    platform: str = "linux/amd64",
+    lease: str | None = None,
+) -> BuiltImage:
+    """An OCI image with a layer of random bytes (from ``seed``) per entry of ``sizes``, then
+    the ``shared`` layers. Layers are stored uncompressed, so each blob has exactly the size
+    asked for and its diff ID is its digest. They are not tars: for transfers and garbage
+    collection, not for unpacking."""
+    rnd = random.Random(seed)
+    blobs = [rnd.randbytes(n) for n in sizes] + list(shared)
+    descs = [put(store, b, lease=lease, media_type=mt.OCI_LAYER) for b in blobs]
+    diff_ids = [d.digest for d in descs]
+    return _commit_image(store, descs, diff_ids, oci=True, platform=platform, lease=lease)
+
+
+def _commit_image(
+    store: HasContent,
+    layers: list[Descriptor],
+    diff_ids: list[Digest],
+    *,
+    oci: bool,
+    platform: str,
+    cmd: list[str] | None = None,
+    lease: str | None = None,
+) -> BuiltImage:
+    """The config and manifest over ``layers``, written after them (children first)."""
     plat = Platform.parse(platform)
     cfg_obj: dict[str, object] = {
         "architecture": plat.architecture,
@@ -147,7 +234,7 @@ def build_image(
         },
         "created": CREATED,
         "history": [
-            {"created": CREATED, "created_by": f"pallet test layer {i}"} for i in range(len(descs))
+            {"created": CREATED, "created_by": f"pallet test layer {i}"} for i in range(len(layers))
         ],
         "os": plat.os,
         "rootfs": {"type": "layers", "diff_ids": [str(d) for d in diff_ids]},
@@ -155,7 +242,7 @@ def build_image(
     if plat.variant:
         cfg_obj["variant"] = plat.variant
     cfg = put(
-        db,
+        store,
         json.dumps(cfg_obj, separators=(",", ":")).encode(),
         lease=lease,
         media_type=mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG,
@@ -164,40 +251,37 @@ def build_image(
         "schemaVersion": 2,
         "mediaType": mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST,
         "config": cfg.to_json(),
-        "layers": [d.to_json() for d in descs],
+        "layers": [d.to_json() for d in layers],
     }
-    labels = {"containerd.io/gc.ref.content.config": str(cfg.digest)}
-    labels.update(
-        {f"containerd.io/gc.ref.content.l.{i}": str(d.digest) for i, d in enumerate(descs)}
-    )
+    labels = {f"{GC_REF}.config": str(cfg.digest)}
+    labels.update({f"{GC_REF}.l.{i}": str(d.digest) for i, d in enumerate(layers)})
     m = put(
-        db,
+        store,
         json.dumps(manifest, separators=(",", ":")).encode(),
         labels=labels,
         lease=lease,
         media_type=mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST,
     )
-    trees = [ly for ly in layers if isinstance(ly, Path)]
-    return BuiltImage(
-        manifest=m, config=cfg, layers=descs, diff_ids=diff_ids, platform=plat, trees=trees
-    )
+    return BuiltImage(manifest=m, config=cfg, layers=layers, diff_ids=diff_ids, platform=plat)
 
 
 def build_index(
-    db: Store, images: list[BuiltImage], *, oci: bool = True, lease: str | None = None
+    store: HasContent,
+    images: Sequence[BuiltImage],
+    *,
+    oci: bool = True,
+    lease: str | None = None,
 ) -> Descriptor:
     """An index (OCI) or manifest list (Docker) over ``images``, each with its platform."""
-    from dataclasses import replace
-
     entries = [replace(i.manifest, platform=i.platform).to_json() for i in images]
     index = {
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX if oci else mt.DOCKER_MANIFEST_LIST,
         "manifests": entries,
     }
-    labels = {f"containerd.io/gc.ref.content.m.{i}": e["digest"] for i, e in enumerate(entries)}
+    labels = {f"{GC_REF}.m.{i}": e["digest"] for i, e in enumerate(entries)}
     return put(
-        db,
+        store,
         json.dumps(index, separators=(",", ":")).encode(),
         labels=labels,
         lease=lease,
@@ -254,7 +338,7 @@ class Interop:
         ck = (key, f"dir-{platform}")
         if ck not in self._cache:
             out = self.work / f"{key}-layout-{(platform or 'all').replace('/', '-')}"
-            db = _open(self.root)
+            db = open_store(self.root)
             try:
                 plan = plan_layout(
                     db.content,
@@ -266,12 +350,6 @@ class Interop:
                 db.close()
             self._cache[ck] = out
         return self._cache[ck]
-
-
-def _open(root: Path) -> Store:
-    from pallet.metadata.store import open_store
-
-    return open_store(root)
 
 
 def build_interop(base: Path) -> Interop:
@@ -293,7 +371,7 @@ def build_interop(base: Path) -> Interop:
         shutil.copytree(tree, exp, symlinks=True)
         shutil.copytree(extra, exp, symlinks=True, dirs_exist_ok=True)
         expected[plat] = exp
-    db = _open(base / "store")
+    db = open_store(base / "store")
     try:
         cmd = ["/bin/busybox", "echo", "hello-pallet"]
         built: dict[str, list[BuiltImage]] = {}
@@ -318,14 +396,3 @@ def build_interop(base: Path) -> Interop:
     work = base / "work"
     work.mkdir()
     return Interop(root=base / "store", work=work, built=built, roots=roots, expected=expected)
-
-
-_INTEROP: list[Interop] = []
-
-
-@pytest.fixture(scope="session")
-def interop(tmp_path_factory: pytest.TempPathFactory) -> Interop:
-    """The :class:`Interop` set, built once per session however many modules import this."""
-    if not _INTEROP:
-        _INTEROP.append(build_interop(tmp_path_factory.mktemp("interop")))
-    return _INTEROP[0]

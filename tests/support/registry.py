@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from pallet.remote import Credentials, Options, RetryPolicy
+from support.tools import require_tool
 
 USER = "alice"
 PASSWORD = "pw-Zq8!secret-4242"
@@ -47,8 +48,6 @@ __all__ = [
     "free_port",
     "htpasswd_line",
     "make_tls",
-    "build_image",
-    "build_index",
     "options_for",
     "start_registry",
 ]
@@ -61,15 +60,11 @@ def free_port() -> int:
 
 
 def registry_binary() -> str:
-    for name in ("docker-registry", "registry"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
+    return require_tool("docker-registry", "registry")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run([require_tool("openssl"), *args], cwd=cwd, check=True, capture_output=True)
 
 
 @dataclass(frozen=True)
@@ -126,11 +121,11 @@ def htpasswd_line(user: str, password: str) -> str:
             return f"{user}:{hashed}"
     except ImportError:
         pass
-    tool = shutil.which("htpasswd")
-    if tool is None:
-        pytest.fail("no bcrypt: need Python's crypt module or htpasswd (apache2-utils)")
     out = subprocess.run(
-        [tool, "-nbB", "-C", "5", user, password], check=True, capture_output=True, text=True
+        [require_tool("htpasswd"), "-nbB", "-C", "5", user, password],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 
@@ -467,62 +462,3 @@ def options_for(reg: Registry, **kw: object) -> Options:
     }
     base.update(kw)
     return Options(**base)  # type: ignore[arg-type]
-
-
-def build_image(
-    db: object,
-    sizes: list[int],
-    *,
-    seed: int = 0,
-    shared: list[bytes] | None = None,
-    platform: dict[str, str] | None = None,
-) -> tuple[object, list[object]]:
-    """A manifest with random layers of ``sizes`` (+ ``shared`` layers) in ``db``.
-
-    Returns ``(manifest descriptor, [config and layer descriptors])``.
-    """
-    import json as _json
-    import random as _random
-
-    from pallet.oci import mediatypes as mt
-    from support.store import put
-
-    rnd = _random.Random(seed)
-    blobs = [rnd.randbytes(n) for n in sizes] + list(shared or [])
-    layers = [put(db, b, media_type=mt.OCI_LAYER) for b in blobs]  # type: ignore[arg-type]
-    cfg_obj = {
-        "architecture": (platform or {}).get("architecture", "amd64"),
-        "os": (platform or {}).get("os", "linux"),
-        "rootfs": {"type": "layers", "diff_ids": [str(d.digest) for d in layers]},
-    }
-    cfg = put(db, _json.dumps(cfg_obj).encode(), media_type=mt.OCI_CONFIG)  # type: ignore[arg-type]
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": cfg.to_json(),
-        "layers": [d.to_json() for d in layers],
-    }
-    labels = {"containerd.io/gc.ref.content.config": str(cfg.digest)}
-    labels.update(
-        {f"containerd.io/gc.ref.content.l.{i}": str(d.digest) for i, d in enumerate(layers)}
-    )
-    m = put(db, _json.dumps(manifest).encode(), media_type=mt.OCI_MANIFEST, labels=labels)  # type: ignore[arg-type]
-    return m, [cfg, *layers]
-
-
-def build_index(db: object, manifests: list[tuple[object, dict[str, str]]]) -> object:
-    """An OCI index over ``(manifest descriptor, platform)`` pairs."""
-    import json as _json
-    from dataclasses import replace as _replace
-
-    from pallet.oci import mediatypes as mt
-    from pallet.oci.descriptor import Platform
-    from support.store import put
-
-    entries = [
-        _replace(m, platform=Platform.from_json(p)).to_json()  # type: ignore[type-var]
-        for m, p in manifests
-    ]
-    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    labels = {f"containerd.io/gc.ref.content.m.{i}": e["digest"] for i, e in enumerate(entries)}
-    return put(db, _json.dumps(index).encode(), media_type=mt.OCI_INDEX, labels=labels)  # type: ignore[arg-type]

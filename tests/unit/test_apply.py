@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import stat
 import struct
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 from pallet.archive.apply import ApplyResult, apply_tar
 from pallet.errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
 from pallet.oci.digest import Digest
+from support.tools import require_tool
 
 T0 = 1_600_000_000  # a whole-second mtime used by most entries
 CAP_NET_BIND = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)  # vfs_cap_data v2
@@ -697,15 +697,14 @@ def populate(src: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["posix", "gnu"])
 def test_gnu_tar_layer_roundtrip(tmp_path: Path, fmt: str) -> None:
-    if shutil.which("tar") is None:
-        pytest.fail("required tool 'tar' (GNU tar) is not installed")
+    tar = require_tool("tar")
     src = tmp_path / "src"
     src.mkdir()
     populate(src)
     layer = tmp_path / "layer.tar"
     extra = ["--xattrs", "--xattrs-include=*"] if fmt == "posix" else []
     subprocess.run(
-        ["tar", f"--format={fmt}", *extra, "-C", str(src), "-cf", str(layer), "."], check=True
+        [tar, f"--format={fmt}", *extra, "-C", str(src), "-cf", str(layer), "."], check=True
     )
     out = tmp_path / "out"
     out.mkdir()
@@ -721,9 +720,7 @@ def test_gnu_tar_layer_roundtrip(tmp_path: Path, fmt: str) -> None:
 
 @pytest.mark.integration
 def test_umoci_layer_roundtrip(tmp_path: Path) -> None:
-    umoci = shutil.which("umoci")
-    if umoci is None:  # CI installs it: a missing umoci is a failure, never a skip
-        pytest.fail("required tool 'umoci' (Debian package umoci) is not installed")
+    umoci = require_tool("umoci")
 
     def run(*args: str) -> None:
         subprocess.run([umoci, *args], check=True, cwd=tmp_path, capture_output=True)

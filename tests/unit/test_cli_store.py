@@ -13,7 +13,7 @@ import pytest
 
 from pallet.images import Image
 from pallet.metadata.store import open_store
-from support.store import random_image
+from support.images import random_image
 
 
 def run(
@@ -122,7 +122,7 @@ def test_invalid_values_exit_2(tmp_path: Path) -> None:
 def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
     root = tmp_path / "s"
     db = open_store(root)
-    m = random_image(db, 7)
+    m = random_image(db, 7).manifest
     db.images.create(Image(name="example.com/a:1", target=m))
     db.close()
     ok(run(root, "images", "tag", "example.com/a:1", "example.com/a:2"))
@@ -141,7 +141,7 @@ def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
 def test_images_rm_no_gc_keeps_the_blobs(tmp_path: Path) -> None:
     root = tmp_path / "s"
     db = open_store(root)
-    db.images.create(Image(name="example.com/a:1", target=random_image(db, 8)))
+    db.images.create(Image(name="example.com/a:1", target=random_image(db, 8).manifest))
     db.close()
     ok(run(root, "images", "rm", "--no-gc", "example.com/a:1"))
     assert len(ok(run(root, "content", "ls", "-q")).split()) == 4
@@ -212,10 +212,10 @@ def test_gc_cli(tmp_path: Path) -> None:
 def test_fsck_finds_and_repairs_corruption(tmp_path: Path) -> None:
     root = tmp_path / "s"
     db = open_store(root)
-    m = random_image(db, 9, layers=2)
+    m = random_image(db, 9).manifest
     db.images.create(Image(name="img", target=m))
     good = db.content.blob_path(m.digest)
-    from support.store import graph
+    from support.images import graph
 
     layer = sorted(graph(db, m) - {m.digest})[0]
     db.close()

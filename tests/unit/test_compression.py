@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import random
-import shutil
 import struct
 import subprocess
 import sys
@@ -40,15 +39,9 @@ from pallet.compression.gzip import (
 from pallet.compression.zstd import encoder as zstd_encoder
 from pallet.errors import DigestMismatch, Error, FailedPrecondition, InvalidArgument, Unsupported
 from pallet.oci import mediatypes as mt
+from support.tools import require_tool
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"required tool {name!r} is not installed")
-    return path
 
 
 def sha(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Behaviour of the embedded content store alone (the shared suite, test_content_store.py,
+"""Behaviour of the embedded content store alone (the shared suite, support/conformance/content.py,
 also runs against containerd)."""
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from pallet.metadata.store import Store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Descriptor, Platform
 from pallet.oci.digest import canonical
+from support.images import put
 from support.oci_schemas import validate
-from support.store import put
 
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")

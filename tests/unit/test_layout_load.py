@@ -35,6 +35,7 @@ from pallet.metadata.store import Store, open_store
 from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
 from support.images import BuiltImage, build_image, build_index, make_tree, tree_state
+from support.validate import InvalidImage, validate_image
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -65,8 +66,9 @@ def state(db: Store) -> tuple[object, ...]:
     )
 
 
-def load(db: Store, data: bytes, *, tag: str | None = None) -> LoadResult:
-    """What ``pallet load`` does: a lease, the import, the lease deleted (collected on failure)."""
+def load(db: Store, data: bytes, *, tag: str | None = None, partial: bool = False) -> LoadResult:
+    """What ``pallet load`` does: a lease, the import, the lease deleted (collected on failure).
+    Every image loaded must pass the graph check (``partial``: an index may lack platforms)."""
     lease = db.leases.create(new_id("test-load")).id
     ok = False
     try:
@@ -74,6 +76,8 @@ def load(db: Store, data: bytes, *, tag: str | None = None) -> LoadResult:
         ok = True
     finally:
         db.leases.delete(lease, sync=not ok)
+    for img in res.images:
+        validate_image(db.content, img.target, partial=partial)
     return res
 
 
@@ -290,6 +294,7 @@ def test_load_directory(db: Store, tmp_path: Path) -> None:
         other.leases.delete(lease)
         other.collect()
         assert res.images[0].names == ("docker.io/library/a:v1",)
+        validate_image(other.content, res.images[0].target)
         assert blobs_of(other, a.manifest) == blobs_of(db, a.manifest)
         # a blob that is a symbolic link is refused, even to the right content
         blob = lay / "blobs" / "sha256" / a.layers[0].digest.hex
@@ -561,6 +566,7 @@ def test_cli_load(db: Store, tmp_path: Path) -> None:
     try:
         before = state(check)
         assert before[2] == [] and before[3] == []
+        validate_image(check.content, img.manifest)
     finally:
         check.close()
     f = tmp_path / "bad.tar"
@@ -597,8 +603,11 @@ def test_an_index_may_lack_platforms_but_not_all(db: Store, tmp_path: Path) -> N
 
     other = open_store(tmp_path / "other")
     try:
-        load(other, retar(data, drop(arm_blobs)))
+        load(other, retar(data, drop(arm_blobs)), partial=True)
         other.collect()
+        validate_image(other.content, idx, partial=True)
+        with pytest.raises(InvalidImage, match="missing"):
+            validate_image(other.content, idx)
         target = other.images.get("example.com/multi:v1").target
         assert target == idx
         unpack(other.content, target, tmp_path / "amd", platform=Platform.parse("linux/amd64"))

@@ -101,7 +101,7 @@ def test_a_layer_that_is_not_its_diff_id_removes_the_new_destination(
 ) -> None:
     import json
 
-    from support.store import put
+    from support.images import put
 
     img = build_image(db, [make_tree(tmp_path / "t", 1)])
     with db.content.open(img.config) as f:

@@ -28,6 +28,7 @@ from pallet.oci import mediatypes as mt
 from pallet.oci.descriptor import Platform
 from support.images import BuiltImage, build_image, build_index, make_tree
 from support.layout_schemas import members, read, validate_json_blobs
+from support.validate import validate_layout
 
 
 def image(
@@ -87,6 +88,7 @@ def test_oci_archive_layout_entries_and_names(db: Store, tmp_path: Path) -> None
     assert b" " not in read(data, "index.json") and not read(data, "index.json").endswith(b"\n")
     assert plan.images[0].names == ("docker.io/library/app:latest", "example.com/team/app:v1")
     assert validate_json_blobs(data) == 4
+    assert [d.digest for d in validate_layout(data)] == [img.manifest.digest] * 2
 
 
 def test_unnamed_by_digest_and_annotation_entries(db: Store, tmp_path: Path) -> None:
@@ -150,6 +152,7 @@ def test_docker_archive_manifest_json(db: Store, tmp_path: Path, oci: bool) -> N
     for p in [entry["Config"], *entry["Layers"]]:
         assert p in names
     validate_json_blobs(data)
+    validate_layout(data)  # a Docker archive is an OCI layout too
 
 
 def test_docker_archive_without_names_has_null_repotags(db: Store, tmp_path: Path) -> None:
@@ -176,6 +179,10 @@ def test_two_images_share_blobs_once(db: Store, tmp_path: Path) -> None:
     assert len(names) == len(set(names))
     assert len(json.loads(read(out.getvalue(), "manifest.json"))) == 2
     assert len(plan.blobs) == len({d.digest for d in plan.blobs})
+    assert [d.digest for d in validate_layout(out.getvalue())] == [
+        a.manifest.digest,
+        b.manifest.digest,
+    ]
 
 
 def test_multi_platform(db: Store, tmp_path: Path) -> None:
@@ -193,6 +200,7 @@ def test_multi_platform(db: Store, tmp_path: Path) -> None:
         *(d.digest for i in (amd, arm) for d in [i.manifest, i.config, *i.layers]),
     }
     validate_json_blobs(data)
+    validate_layout(data)
     # Docker: one manifest per image; an index needs a platform
     with pytest.raises(Unsupported) as exc:
         plan_layout(db.content, imgs, format=Format.DOCKER)
@@ -286,6 +294,7 @@ def test_write_directory_adds_to_a_layout(db: Store, tmp_path: Path) -> None:
         p = lay / "blobs" / "sha256" / d.digest.hex
         assert hashlib.sha256(p.read_bytes()).hexdigest() == d.digest.hex
     assert not [p for p in (lay / "blobs" / "sha256").iterdir() if p.name.startswith(".")]
+    assert [d.digest for d in validate_layout(lay)] == [b.manifest.digest] * 2
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -20,7 +20,7 @@ WORKER = textwrap.dedent(
     """
     import hashlib, json, os, random, sys
     sys.path.insert(0, sys.argv[3])
-    from support.store import put, random_image
+    from support.images import put, random_image
     from pallet.images import Image
     from pallet.leases import temporary
     from pallet.errors import NotFound
@@ -34,8 +34,8 @@ WORKER = textwrap.dedent(
             continue
         with temporary(db.leases) as lid:
             shared = b"shared-by-everyone" * 1000
-            m = random_image(db, wid * 100 + i % 3, layers=2, size=20000, lease=lid,
-                             shared_layer=shared)
+            m = random_image(db, wid * 100 + i % 3, sizes=[20000] * 2, lease=lid,
+                             shared=[shared]).manifest
             name = f"w{wid}/img:{i}"
             try:
                 db.images.update(Image(name=name, target=m), ["target"])

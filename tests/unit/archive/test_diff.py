@@ -24,6 +24,7 @@ import pytest
 
 from pallet.archive.diff import DiffOptions, DiffStats, write_diff
 from pallet.errors import FailedPrecondition, InvalidArgument, NotFound
+from support.tools import require_tool
 
 T0 = 1_600_000_000  # a whole-second timestamp in the past
 CAP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)  # vfs_cap_data v2: cap_net_bind_service
@@ -146,9 +147,7 @@ def snapshot(root: Path, *, dir_mtimes: bool = True) -> dict[bytes, tuple[object
 
 
 def gnu_extract(data: bytes, dest: Path, tmp: Path) -> None:
-    tar = shutil.which("tar")
-    if tar is None:
-        pytest.fail("GNU tar is required")
+    tar = require_tool("tar")
     archive = tmp / "layer.tar"
     archive.write_bytes(data)
     dest.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from pallet.archive.tar import (
     whiteout_name,
 )
 from pallet.errors import FailedPrecondition, InvalidArgument
+from support.tools import require_tool
 
 
 class Chunks:
@@ -61,10 +61,7 @@ def reference_checksum(block: bytes) -> int:
 
 
 def gnu_tar() -> str:
-    path = shutil.which("tar")
-    if path is None:
-        pytest.fail("GNU tar is required")
-    return path
+    return require_tool("tar")
 
 
 # -- exact bytes -------------------------------------------------------------------------------
