@@ -1,14 +1,18 @@
-"""pallet: a daemonless container-image exporter.
+"""pallet: a daemonless container-image exporter, as a library.
 
-The command line starts with ``import pallet``, so this imports the error classes only;
-:class:`Descriptor`, :class:`Platform` and :class:`Digest` (which bring ``dataclasses`` and
-``inspect``) are imported on first use.
+Everything in ``__all__`` is the public API (semantic versioning applies to it): :class:`Store`
+and its calls, the value types that go in and come out, the data model (:class:`Descriptor`,
+:class:`Platform`, :class:`Digest`) and the error classes. Modules whose names start with ``_``,
+and every subpackage, are internal.
+
+``import pallet`` loads no HTTP stack, compression codec or gRPC: those load on the first call
+that needs them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ._store import Store
+from ._types import Config, ExportResult, Image, Layer, RootFS
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -20,47 +24,29 @@ from .errors import (
     Unavailable,
     Unsupported,
 )
-
-if TYPE_CHECKING:
-    from .oci.descriptor import Descriptor, Platform
-    from .oci.digest import Digest
+from .oci.descriptor import Descriptor, Platform
+from .oci.digest import Digest
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "Config",
     "Conflict",
     "Descriptor",
     "Digest",
     "DigestMismatch",
     "Error",
+    "ExportResult",
     "FailedPrecondition",
+    "Image",
     "InvalidArgument",
+    "Layer",
     "NotFound",
     "Platform",
+    "RootFS",
+    "Store",
     "Unavailable",
     "Unsupported",
     "__version__",
 ]
-
-#: public names imported on first access
-_LAZY = ("Descriptor", "Digest", "Platform")
-
-
-def __getattr__(name: str) -> object:
-    if name in ("Descriptor", "Platform"):
-        from .oci import descriptor
-
-        value = getattr(descriptor, name)
-    elif name == "Digest":
-        from .oci import digest
-
-        value = getattr(digest, name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

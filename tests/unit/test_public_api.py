@@ -37,14 +37,14 @@ def _python(code: str) -> list[str]:
 
 
 def test_import_pallet_is_light() -> None:
-    """``import pallet`` (the command line's first import) loads the error classes only: no
-    HTTP library, no codec; the data model comes on first use."""
+    """``import pallet`` (the command line's first import) loads no HTTP library, no codec and
+    no gRPC: those come with the first call that needs them."""
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"  # whatever site and .pth files loaded
         "import pallet\n"
-        "heavy = ('httpcore', 'httpx', 'ssl', 'zstandard', 'isal', 'zlib_ng', 'zlib',\n"
-        "         'dataclasses', 'inspect', 'platform', 'pallet.oci')\n"
+        "heavy = ('httpcore', 'httpx', 'h11', 'ssl', 'certifi', 'anyio', 'zstandard', 'isal',\n"
+        "         'zlib_ng', 'zlib', 'grpc', 'google.protobuf', 'sqlite3', 'platform')\n"
         "print(sorted(m for m in heavy if m in set(sys.modules) - before))\n"
         "pallet.Platform.default()\n"
         "print(pallet.Digest.__module__, 'platform' in set(sys.modules) - before)\n"
