@@ -12,7 +12,23 @@ that needs them.
 from __future__ import annotations
 
 from ._store import Store
-from ._types import Config, ExportResult, Image, Layer, RootFS
+from ._types import (
+    Config,
+    ContainerdVersion,
+    ContentInfo,
+    CopyResult,
+    ExportResult,
+    FsckProblem,
+    FsckReport,
+    GCStats,
+    Image,
+    IngestStatus,
+    Layer,
+    Lease,
+    LeaseResource,
+    RootFS,
+)
+from ._views import ContentStore, LeaseManager
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -33,15 +49,26 @@ __all__ = [
     "AlreadyExists",
     "Config",
     "Conflict",
+    "ContainerdVersion",
+    "ContentInfo",
+    "ContentStore",
+    "CopyResult",
     "Descriptor",
     "Digest",
     "DigestMismatch",
     "Error",
     "ExportResult",
     "FailedPrecondition",
+    "FsckProblem",
+    "FsckReport",
+    "GCStats",
     "Image",
+    "IngestStatus",
     "InvalidArgument",
     "Layer",
+    "Lease",
+    "LeaseManager",
+    "LeaseResource",
     "NotFound",
     "Platform",
     "RootFS",

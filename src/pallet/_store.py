@@ -20,11 +20,16 @@ file, publishes blobs under a shared GC lock and keeps its records in SQLite (WA
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._views import ContentStore, LeaseManager
+
 if TYPE_CHECKING:
     from ._backend import Backend
+    from ._types import ContainerdVersion, CopyResult, FsckReport, GCStats, Image
+    from .oci.descriptor import Descriptor, Platform
 
 __all__ = ["Store"]
 
@@ -122,4 +127,193 @@ class Store:
     # (methods of this area go here)
 
     # --- images, content, leases, gc, fsck: pallet._manage --------------------------------------
-    # (methods of this area go here)
+    def images(self, filters: Sequence[str] = ()) -> list[Image]:
+        """The images matching every filter (containerd's syntax: ``name~=^docker.io/``,
+        ``labels."k"==v``, ``target.mediatype==…``), by name.
+
+        :attr:`Image.size` is the size of everything the image references (for an index, all
+        platforms), as ``docker images`` shows; :attr:`Image.root_size` the manifest's or
+        index's own.
+
+        Example::
+
+            for image in store.images(["name~=^registry.example.com/"]):
+                print(image.name, image.digest, image.size)
+
+        Raises:
+            InvalidArgument: a filter does not parse.
+        """
+        from . import _manage
+
+        return _manage.images(self._backend, filters)
+
+    def image(self, ref: str) -> Image:
+        """The image named ``ref``, as written or normalised (``alpine:3.20`` finds
+        ``docker.io/library/alpine:3.20``).
+
+        Example::
+
+            image = store.image("registry.example.com/app:1")
+            print(image.digest, image.media_type)
+
+        Raises:
+            NotFound: no image has that name.
+        """
+        from . import _manage
+
+        return _manage.image(self._backend, ref)
+
+    def graph(self, ref: str | Image) -> list[Descriptor]:
+        """Every descriptor the image references: the root first, parents before children,
+        each digest once (what ``pallet images inspect`` prints as ``graph``).
+
+        Example::
+
+            layers = [d for d in store.graph("app:1") if "layer" in d.media_type]
+
+        Raises:
+            NotFound: the image, or a manifest or index under it, is not in the store.
+        """
+        from . import _manage
+
+        return _manage.graph(self._backend, ref)
+
+    def tag(self, src: str | Image, dst: str) -> Image:
+        """Give ``src``'s target the name ``dst`` too (moving ``dst`` if it named another
+        image); returns the ``dst`` image.
+
+        Example::
+
+            store.tag("registry.example.com/app:1", "registry.example.com/app:latest")
+
+        Raises:
+            NotFound: no image is named ``src``.
+            InvalidArgument: ``dst`` is not a valid name.
+        """
+        from . import _manage
+
+        return _manage.tag(self._backend, src, dst)
+
+    def remove(self, *names: str, gc: bool = True) -> None:
+        """Delete images, in order. With ``gc`` the last delete collects garbage before it
+        returns (the embedded store runs its collector; containerd's is awaited), so the
+        content only those images held is gone.
+
+        Example::
+
+            store.remove("registry.example.com/app:1", "registry.example.com/app:latest")
+
+        Raises:
+            NotFound: no image has a name (those before it are deleted).
+        """
+        from . import _manage
+
+        _manage.remove(self._backend, names, gc=gc)
+
+    def gc(self, *, dry_run: bool = False) -> GCStats:
+        """Collect garbage: remove the blobs, snapshots and stale ingests that no image, lease
+        or label holds, and the expired leases. Safe while other threads and processes export,
+        pull and load into the store.
+
+        Example::
+
+            stats = store.gc()
+            print(f"{len(stats.blobs)} blobs, {stats.bytes} bytes freed")
+
+        Raises:
+            Unsupported: a containerd store (the daemon collects its own garbage).
+        """
+        from . import _manage
+
+        return _manage.gc(self._backend, dry_run=dry_run)
+
+    def fsck(self, *, repair: bool = False) -> FsckReport:
+        """Verify every blob against its digest and every image's graph; with ``repair``,
+        remove what cannot be trusted (never a valid blob).
+
+        Example::
+
+            report = store.fsck()
+            if not report.ok:
+                print("\n".join(map(str, report.problems)))
+
+        Raises:
+            Unsupported: a containerd store.
+        """
+        from . import _manage
+
+        return _manage.fsck(self._backend, repair=repair)
+
+    @property
+    def content(self) -> ContentStore:
+        """The store's blobs and ingests (``pallet content``).
+
+        Example::
+
+            dgst = store.content.ingest("note", b"hello")
+            store.content.read(dgst)   # b'hello'
+        """
+        return ContentStore(self._backend)
+
+    @property
+    def leases(self) -> LeaseManager:
+        """The store's leases (``pallet leases``).
+
+        Example::
+
+            with store.leases.temporary() as lease:
+                store.content.ingest("upload", data, lease=lease)
+        """
+        return LeaseManager(self._backend)
+
+    def version(self) -> ContainerdVersion:
+        """The containerd daemon's version (a health check: the daemon answered).
+
+        Example::
+
+            with pallet.Store.containerd() as ctr:
+                print(ctr.version().version)
+
+        Raises:
+            Unsupported: the embedded store.
+            Unavailable: the daemon stopped answering.
+        """
+        from . import _manage
+
+        return _manage.version(self._backend)
+
+    def copy(
+        self,
+        ref: str | Image,
+        to: Store,
+        *,
+        names: Sequence[str] = (),
+        unpack: bool = False,
+        snapshotter: str | None = None,
+        platform: str | Platform | None = None,
+    ) -> CopyResult:
+        """Copy an image into the containerd store ``to``: children before parents, with the
+        labels containerd's collector follows, under a temporary lease; then name it (``names``,
+        default its own name) and, with ``unpack``, unpack ``platform`` (default this
+        machine's) into ``snapshotter`` (default ``to``'s).
+
+        Example::
+
+            with pallet.Store() as store, pallet.Store.containerd(namespace="ci") as ctr:
+                store.copy("app:1", ctr, names=["registry.example.com/app:1"], unpack=True)
+
+        Raises:
+            NotFound: no image has that name, or a blob of its graph is missing.
+            Unsupported: ``to`` is not a containerd store.
+        """
+        from . import _manage
+
+        return _manage.copy(
+            self._backend,
+            ref,
+            to._backend,
+            names=names,
+            unpack=unpack,
+            snapshotter=snapshotter,
+            platform=platform,
+        )

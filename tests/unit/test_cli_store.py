@@ -156,7 +156,7 @@ def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
     name, the last one with ``sync`` unless ``--no-gc``, and close the store, also on error."""
     from typing import Any, cast
 
-    from pallet.cli import backend
+    from pallet import _backend
     from pallet.cli.main import main
     from pallet.errors import NotFound
 
@@ -169,15 +169,17 @@ def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
                 raise NotFound(f"image {name}: not found")
             calls.append((name, sync))
 
-    def fake_open(args: Any) -> backend.Backend:
-        assert backend.wants_containerd(args) and args.namespace == "ns1"
-        b = cast(Any, backend.Backend)
-        return cast(
-            backend.Backend,
-            b(content=None, images=Images(), leases=None, _close=[lambda: closed.append(True)]),
+    def fake_open(address: str | None, namespace: str | None, **kw: Any) -> _backend.Backend:
+        assert address == "/nowhere.sock" and namespace == "ns1"
+        return _backend.Backend(
+            content=cast(Any, None),
+            images=cast(Any, Images()),
+            leases=cast(Any, None),
+            kind="containerd",
+            _close=[lambda: closed.append(True)],
         )
 
-    monkeypatch.setattr(backend, "open_backend", fake_open)
+    monkeypatch.setattr(_backend, "open_containerd", fake_open)
     conn = ["--containerd=/nowhere.sock", "--namespace", "ns1"]
     assert main(["images", "rm", "a", "b", *conn]) == 0
     assert calls == [("a", False), ("b", True)] and closed == [True]

@@ -43,15 +43,16 @@ ALLOWED: dict[str, set[str]] = {
     },
     # the library API (layer 4): the one place that builds concrete stores and wires the
     # exporter, the registry client and the layouts together
-    "_types": set(),
+    "_types": {"oci"},
     "_backend": {"*"},
     "_store": {"*"},
     "_export": {"*"},
     "_registry": {"*"},
     "_archive": {"*"},
     "_manage": {"*"},
+    "_views": {"_backend", "_manage", "_types"},
     "cli": {"*"},
-    "__init__": {"errors", "oci", "_store", "_types"},
+    "__init__": {"errors", "oci", "_store", "_types", "_views"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
