@@ -186,9 +186,14 @@ def _embedded_only(b: Backend, what: str) -> None:
 def gc(b: Backend, *, dry_run: bool) -> GCStats:
     _embedded_only(b, "gc")
     st = b.embedded.collect(dry_run=dry_run)
+    size = st.bytes
+    if dry_run:  # the collector lists what it would remove; what that frees is asked here
+        for d in st.blobs:
+            with suppress(NotFound):
+                size += b.content.info(Digest(d)).size
     return GCStats(
         blobs=tuple(st.blobs),
-        bytes=st.bytes,
+        bytes=size,
         leases=tuple(st.leases),
         ingests=tuple(st.ingests),
         snapshots=tuple(st.snapshots),

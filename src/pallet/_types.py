@@ -196,7 +196,8 @@ class Lease:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GCStats:
-    """What :meth:`pallet.Store.gc` removed (with ``dry_run``: would remove; blobs only).
+    """What :meth:`pallet.Store.gc` removed (with ``dry_run``: the blobs and expired leases it
+    would remove, and the bytes that would free).
 
     Example::
 
