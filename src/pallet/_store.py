@@ -48,6 +48,9 @@ class Store:
             for image in store.images():
                 print(image.name, image.digest)
 
+    A store may be shared by several threads, and several processes (this library or the
+    ``pallet`` command) may work on the same root at once.
+
     Args:
         root: the store's directory; default ``$PALLET_ROOT``, else
             ``$XDG_DATA_HOME/pallet``, else ``~/.local/share/pallet`` (as the command line).

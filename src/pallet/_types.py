@@ -258,7 +258,12 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        """No problem is left unrepaired."""
+        """No problem is left unrepaired.
+
+        Example::
+
+            sys.exit(0 if store.fsck(repair=True).ok else 1)
+        """
         return all(p.repaired for p in self.problems)
 
 
