@@ -52,6 +52,7 @@ __all__ = [
     "content_open",
     "content_remove",
     "copy",
+    "find_image",
     "fsck",
     "gc",
     "graph",
@@ -93,13 +94,16 @@ def _total_size(provider: Provider, root: Descriptor) -> int:
     return total
 
 
-def _public(provider: Provider, rec: _images.Image) -> Image:
+def _public(provider: Provider, rec: _images.Image, sizes: dict[str, int] | None = None) -> Image:
     t = rec.target
+    sizes = {} if sizes is None else sizes
+    if t.digest not in sizes:  # tags of one image: its graph is read once
+        sizes[t.digest] = _total_size(provider, t)
     return Image(
         name=rec.name,
         digest=str(t.digest),
         media_type=t.media_type,
-        size=_total_size(provider, t),
+        size=sizes[t.digest],
         root_size=t.size,
         labels=dict(rec.labels),
         created=rec.created_at,
@@ -108,9 +112,13 @@ def _public(provider: Provider, rec: _images.Image) -> Image:
     )
 
 
-def _find(b: Backend, ref: str) -> _images.Image:
-    """The image named ``ref`` as written, else by its normalised form (``alpine:3.20`` ->
-    ``docker.io/library/alpine:3.20``), as push, save and unpack find it."""
+def find_image(b: Backend, ref: str) -> _images.Image:
+    """The store's record of the image named ``ref`` as written, else by its normalised form
+    (``alpine:3.20`` -> ``docker.io/library/alpine:3.20``), as push, save and unpack find it.
+
+    Raises:
+        NotFound: neither name is in the store.
+    """
     from .oci.reference import Reference
 
     try:
@@ -131,12 +139,13 @@ def images(b: Backend, filters: Sequence[str]) -> list[Image]:
     """The images matching every filter, by name."""
     if isinstance(filters, str):
         raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
-    return [_public(b.content, rec) for rec in b.images.list(filters)]
+    sizes: dict[str, int] = {}
+    return [_public(b.content, rec, sizes) for rec in b.images.list(filters)]
 
 
 def image(b: Backend, ref: str | Image) -> Image:
     name = ref.name if isinstance(ref, Image) else ref
-    return _public(b.content, _find(b, name))
+    return _public(b.content, find_image(b, name))
 
 
 def graph(b: Backend, ref: str | Image) -> list[Descriptor]:
@@ -146,7 +155,7 @@ def graph(b: Backend, ref: str | Image) -> list[Descriptor]:
         NotFound: the image, or a manifest or index under it, is not in the store.
     """
     name = ref.name if isinstance(ref, Image) else ref
-    return list(_images.walk(b.content, _find(b, name).target))
+    return list(_images.walk(b.content, find_image(b, name).target))
 
 
 def tag(b: Backend, src: str | Image, dst: str) -> Image:
@@ -154,7 +163,7 @@ def tag(b: Backend, src: str | Image, dst: str) -> Image:
     name = src.name if isinstance(src, Image) else src
 
     def put() -> _images.Image:
-        rec = replace(_find(b, name), name=dst)
+        rec = replace(find_image(b, name), name=dst)
         try:
             return b.images.update(rec, ["target"])
         except NotFound:
@@ -180,11 +189,11 @@ def remove(b: Backend, names: Sequence[str], *, gc: bool) -> None:
 
 def _embedded_only(b: Backend, what: str) -> None:
     if b.kind != "embedded":
-        raise Unsupported(f"{what}: {b.where}: containerd's store has its own (use ctr)")
+        raise Unsupported(f"store {b.where}: {what} (containerd's store is the daemon's to keep)")
 
 
 def gc(b: Backend, *, dry_run: bool) -> GCStats:
-    _embedded_only(b, "gc")
+    _embedded_only(b, "gc works on the embedded store only")
     st = b.embedded.collect(dry_run=dry_run)
     size = st.bytes
     if dry_run:  # the collector lists what it would remove; what that frees is asked here
@@ -202,7 +211,7 @@ def gc(b: Backend, *, dry_run: bool) -> GCStats:
 
 
 def fsck(b: Backend, *, repair: bool) -> FsckReport:
-    _embedded_only(b, "fsck")
+    _embedded_only(b, "fsck works on the embedded store only")
     n = 0
 
     def count(_: Digest) -> None:
@@ -222,7 +231,7 @@ def fsck(b: Backend, *, repair: bool) -> FsckReport:
 # --- containerd -------------------------------------------------------------------------------
 def _daemon(b: Backend, what: str) -> None:
     if b.client is None:
-        raise Unsupported(f"{what}: {b.where}: not a containerd store (pallet.Store.containerd)")
+        raise Unsupported(f"store {b.where}: {what} needs a containerd store (Store.containerd)")
 
 
 def version(b: Backend) -> ContainerdVersion:
@@ -254,8 +263,8 @@ def copy(
     if isinstance(names, str):
         raise InvalidArgument(f"names {names!r}: want a sequence of names")
     plat = Platform.parse(platform) if isinstance(platform, str) else platform
-    rec = _find(src, ref.name if isinstance(ref, Image) else ref)
-    _daemon(dst, "copy")
+    rec = find_image(src, ref.name if isinstance(ref, Image) else ref)
+    _daemon(dst, "copying to it")
     assert dst.client is not None
     if snapshotter is None:
         un = dst.unpacker
