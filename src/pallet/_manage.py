@@ -66,6 +66,7 @@ __all__ = [
     "lease_temporary",
     "remove",
     "tag",
+    "to_image",
     "version",
 ]
 
@@ -94,7 +95,9 @@ def _total_size(provider: Provider, root: Descriptor) -> int:
     return total
 
 
-def _public(provider: Provider, rec: _images.Image, sizes: dict[str, int] | None = None) -> Image:
+def to_image(provider: Provider, rec: _images.Image, sizes: dict[str, int] | None = None) -> Image:
+    """The public record of the store's image ``rec`` (``provider``: the store's content);
+    ``sizes`` caches the sizes of the roots seen (root digest -> size) across calls."""
     t = rec.target
     sizes = {} if sizes is None else sizes
     if t.digest not in sizes:  # tags of one image: its graph is read once
@@ -140,12 +143,12 @@ def images(b: Backend, filters: Sequence[str]) -> list[Image]:
     if isinstance(filters, str):
         raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
     sizes: dict[str, int] = {}
-    return [_public(b.content, rec, sizes) for rec in b.images.list(filters)]
+    return [to_image(b.content, rec, sizes) for rec in b.images.list(filters)]
 
 
 def image(b: Backend, ref: str | Image) -> Image:
     name = ref.name if isinstance(ref, Image) else ref
-    return _public(b.content, find_image(b, name))
+    return to_image(b.content, find_image(b, name))
 
 
 def graph(b: Backend, ref: str | Image) -> list[Descriptor]:
@@ -176,7 +179,7 @@ def tag(b: Backend, src: str | Image, dst: str) -> Image:
             out = put()
     else:
         out = put()
-    return _public(b.content, out)
+    return to_image(b.content, out)
 
 
 def remove(b: Backend, names: Sequence[str], *, gc: bool) -> None:

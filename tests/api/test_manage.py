@@ -64,8 +64,9 @@ def sha(data: bytes) -> str:
 
 # --- images -----------------------------------------------------------------------------------
 def test_images_image_graph_and_sizes(pstore: pallet.Store, tmp_path: Path) -> None:
-    multi = export(pstore.where, make_dir(tmp_path / "a", 1), "example.com/a:1", "linux/amd64",
-                   "linux/arm64")  # fmt: skip
+    multi = export(
+        pstore.where, make_dir(tmp_path / "a", 1), "example.com/a:1", "linux/amd64", "linux/arm64"
+    )
     single = export(pstore.where, make_dir(tmp_path / "b", 2), "example.com/b:1")
     imgs = pstore.images()
     assert [(i.name, i.digest) for i in imgs] == [
@@ -107,8 +108,9 @@ def test_images_image_graph_and_sizes(pstore: pallet.Store, tmp_path: Path) -> N
 def test_size_counts_content_the_store_lacks_by_its_descriptor(
     pstore: pallet.Store, tmp_path: Path
 ) -> None:
-    digest = export(pstore.where, make_dir(tmp_path / "a", 3), "example.com/a:1", "linux/amd64",
-                    "linux/arm64")  # fmt: skip
+    digest = export(
+        pstore.where, make_dir(tmp_path / "a", 3), "example.com/a:1", "linux/amd64", "linux/arm64"
+    )
     index = json.loads(pstore.content.read(digest))
     arm = next(m for m in index["manifests"] if m["platform"]["architecture"] == "arm64")
     before = pstore.image("example.com/a:1").size
@@ -130,8 +132,11 @@ def test_tag_remove_gc(pstore: pallet.Store, tmp_path: Path) -> None:
     assert t.size == pstore.image("example.com/a:1").size
     # tagging an existing name moves it
     assert pstore.tag("example.com/b:1", "example.com/a:latest").digest == second
-    assert [i.name for i in pstore.images()] == ["example.com/a:1", "example.com/a:latest",
-                                                 "example.com/b:1"]  # fmt: skip
+    assert [i.name for i in pstore.images()] == [
+        "example.com/a:1",
+        "example.com/a:latest",
+        "example.com/b:1",
+    ]
     with pytest.raises(pallet.NotFound, match="example.com/none:1"):
         pstore.tag("example.com/none:1", "example.com/x:1")
     with pytest.raises(pallet.InvalidArgument):
@@ -277,8 +282,9 @@ def test_containerd_version_copy_images_remove(
         assert ctr.kind == "containerd" and ns in ctr.where
         v = ctr.version()
         assert (v.address, v.namespace) == (ctrd.socket, ns) and v.version[:1].isdigit()
-        res = pstore.copy("example.com/a:1", ctr, names=["example.com/ctr:1"], unpack=True,
-                          snapshotter="native")  # fmt: skip
+        res = pstore.copy(
+            "example.com/a:1", ctr, names=["example.com/ctr:1"], unpack=True, snapshotter="native"
+        )
         graph = pstore.graph("example.com/a:1")
         assert (res.digest, list(res.names)) == (digest, ["example.com/ctr:1"])
         assert res.blobs_written == len(graph) and res.blobs_present == 0
