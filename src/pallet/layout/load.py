@@ -51,6 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final, Protocol
 
+from .. import _gojson
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
@@ -60,7 +61,6 @@ from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
 from ..oci.digest import ALGORITHMS, Digest
 from ..oci.reference import Reference
-from . import _json
 from ._tarread import TarReader, clean_name
 from .write import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 
@@ -369,7 +369,7 @@ def _docker_roots(arc: _Archive, content: Store, lease: str) -> list[_Root]:
             "config": cdesc.to_json(),
             "layers": [d.to_json() for d in ldescs],
         }
-        data = _json.marshal(manifest)
+        data = _gojson.marshal(manifest)
         mdig = _ingest(content, _Bytes(data), len(data), None, lease, "archive manifest")
         arc.seen[mdig] = len(data)
         root = roots.setdefault(
