@@ -88,8 +88,12 @@ class Hasher(Protocol):
 
 
 def display(name: bytes) -> str:
-    """A raw name for messages (undecodable bytes as ``\\xNN``)."""
-    return name.decode("utf-8", "backslashreplace")
+    """A raw name for one-line messages: undecodable bytes as ``\\xNN``, control characters
+    escaped (``\\n``)."""
+    s = name.decode("utf-8", "backslashreplace")
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
 
 
 class FormatError(InvalidArgument):

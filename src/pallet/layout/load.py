@@ -65,7 +65,7 @@ from typing import BinaryIO, Final, Protocol
 
 from .. import _gojson
 from ..archive.tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
-from ..archive.tarreader import SPARSETYPE, FormatError, TarReader
+from ..archive.tarreader import SPARSETYPE, FormatError, TarReader, display
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound, Unsupported
@@ -114,7 +114,7 @@ class _Root:
 
 
 def _show(name: str) -> str:
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return display(name.encode("utf-8", "surrogateescape"))
 
 
 def _clean_name(name: str) -> str:
@@ -270,7 +270,7 @@ _REFUSED: Final = {
 
 
 def _format_error(exc: FormatError) -> InvalidArgument:
-    name = _show(exc.entry.decode("utf-8", "surrogateescape"))
+    name = display(exc.entry)
     if exc.truncated:
         where = f" in entry {name}" if exc.entry else ""
         return InvalidArgument(f"archive: truncated (unexpected end of data{where})")
