@@ -30,8 +30,9 @@ Decoding
 because Go's decoder lets the *last* member win and matches field names case-insensitively
 (:func:`field`). :func:`check` reports the first error Go would report when decoding a value
 into a :class:`GoType` (``json: cannot unmarshal number into Go struct field
-ImageConfig.config.Env of type string``), or None. :func:`raw_members` is
-``map[string]json.RawMessage``: the top-level members as their raw text.
+ImageConfig.config.Env of type string``), or None. :func:`unmarshal` does both, as
+``json.Unmarshal`` would. :func:`raw_members` is ``map[string]json.RawMessage``: the top-level
+members as their raw text.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = [
     "raw_members",
     "slice_of",
     "struct",
+    "unmarshal",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -325,6 +327,20 @@ def check(v: Any, t: GoType, owner: str = "", path: str = "") -> str | None:
         if err:
             return err
     return None
+
+
+def unmarshal(data: bytes | str, t: GoType) -> Any:
+    """Go's ``json.Unmarshal`` into a value of type ``t``, as a check: the document (from
+    :func:`loads`; bytes are read with :func:`decode_bytes`) once Go would accept it.
+
+    Raises:
+        ValueError: what Go would report: the syntax error, or the text of :func:`check`.
+    """
+    doc = loads(decode_bytes(data) if isinstance(data, bytes) else data)
+    err = check(doc, t)
+    if err:
+        raise ValueError(err)
+    return doc
 
 
 def raw_members(text: str) -> dict[str, str]:

@@ -97,8 +97,8 @@ from typing import BinaryIO, Final
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, NotFound, Unsupported
 from ..oci.digest import Digest
 from .tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
+from .tar import display as _display
 from .tarreader import SPARSETYPE, Entry, FormatError, TarReader
-from .tarreader import display as _display
 
 __all__ = ["ApplyResult", "apply_tar"]
 
@@ -422,12 +422,9 @@ class _Applier:
                     continue
                 raise _EntryError(f"xattr {_display(key)}: {exc.strerror}") from None
 
-    def _meta_fd(self, fd: int, e: Entry, *, owned: bool = False, moded: bool = False) -> None:
-        """Owner, xattrs, mode and times of a regular file through its descriptor.
-
-        ``owned``: the file was created with ``e.uid``/``e.gid`` already; ``moded``: with
-        ``e.mode`` already (no set-id bits, which must follow the chown).
-        """
+    def _owner_fd(self, fd: int, e: Entry, *, owned: bool = False) -> None:
+        """Owner (as root; else one warning) and xattrs through a descriptor, before any chmod
+        (a chown clears set-id bits). ``owned``: it has ``e.uid``/``e.gid`` already."""
         if self._privileged:
             if not owned:
                 try:
@@ -438,6 +435,14 @@ class _Applier:
             self._no_owner()
         if e.xattrs:
             self._xattrs(e, fd)
+
+    def _meta_fd(self, fd: int, e: Entry, *, owned: bool = False, moded: bool = False) -> None:
+        """Owner, xattrs, mode and times of a regular file through its descriptor.
+
+        ``owned``: the file was created with ``e.uid``/``e.gid`` already; ``moded``: with
+        ``e.mode`` already (no set-id bits, which must follow the chown).
+        """
+        self._owner_fd(fd, e, owned=owned)
         if not moded:
             os.fchmod(fd, e.mode)
         os.utime(fd, ns=_times(e))
@@ -551,15 +556,7 @@ class _Applier:
         fd = os.open(base, _O_DIR_READ, dir_fd=dirfd)
         real = preal + b"/" + base if preal else base
         try:
-            if self._privileged:
-                try:
-                    os.fchown(fd, e.uid, e.gid)
-                except OSError as exc:
-                    self._owner_failed(e, exc)
-            else:
-                self._no_owner()
-            if e.xattrs:
-                self._xattrs(e, fd)
+            self._owner_fd(fd, e)
             deferred_mode = -1
             if not self._privileged and e.mode & 0o700 != 0o700:
                 # keep the directory usable for our own later entries; final mode at the end

@@ -54,9 +54,21 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final, Protocol
 
 from ..errors import InvalidArgument
-from .tar import BLKTYPE, BLOCK_SIZE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
+from .tar import (
+    BLKTYPE,
+    BLOCK_SIZE,
+    CHRTYPE,
+    CONTTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    LNKTYPE,
+    REGTYPE,
+    SYMTYPE,
+    XHDTYPE,
+    display,
+)
 
-__all__ = ["SPARSETYPE", "Entry", "FormatError", "Hasher", "TarReader", "display"]
+__all__ = ["SPARSETYPE", "Entry", "FormatError", "Hasher", "TarReader"]
 
 #: Reported type of a GNU sparse file (typeflag ``S``, or ``GNU.sparse.*`` PAX records).
 SPARSETYPE: Final = b"S"
@@ -68,9 +80,8 @@ _MAX_INT64: Final = (1 << 63) - 1
 _MAX_ID: Final = (1 << 32) - 1  # uid, gid, device major/minor: 32 bits on Linux
 _MAX_DIGITS: Final = 19  # decimal digits of an int64
 
+# typeflags only read: old regular file, global PAX header, GNU long name and link
 _AREGTYPE: Final = b"\0"
-_CONTTYPE: Final = b"7"
-_PAX: Final = b"x"
 _GLOBAL_PAX: Final = b"g"
 _LONGNAME: Final = b"L"
 _LONGLINK: Final = b"K"
@@ -84,16 +95,9 @@ class _Malformed(Exception):
 
 
 class Hasher(Protocol):
+    """What the reader feeds every byte it reads to (``hashlib`` objects qualify)."""
+
     def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-
-
-def display(name: bytes) -> str:
-    """A raw name for one-line messages: undecodable bytes as ``\\xNN``, control characters
-    escaped (``\\n``)."""
-    s = name.decode("utf-8", "backslashreplace")
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
 
 
 class FormatError(InvalidArgument):
@@ -123,8 +127,8 @@ class Entry:
     negative or far in the future); ``atime`` likewise, or None when the archive has none.
     ``xattrs`` are the ``SCHILY.xattr.*`` records, name and raw value.
 
-    Not frozen: one is built per entry, and a frozen dataclass's ``__init__`` costs about as much
-    as the rest of the header parsing. Treat it as read-only.
+    Not frozen, because one is built per entry and a frozen ``__init__`` sets every field through
+    ``object.__setattr__``; treat it as read-only.
     """
 
     name: bytes
@@ -419,7 +423,7 @@ class TarReader:
             size = _number(h[124:136], "size")
             if size < 0:
                 raise self._error("negative size")
-            if t == _PAX:
+            if t == XHDTYPE:
                 pax = _parse_pax(self._payload(size, "PAX header"))
             elif t == _GLOBAL_PAX:
                 self._skip_bytes(size + (-size % BLOCK_SIZE))
@@ -492,7 +496,7 @@ class TarReader:
             raise self._error(f"owner {uid}:{gid} out of range")
         if t == _AREGTYPE:
             t = DIRTYPE if name.endswith(b"/") else REGTYPE
-        elif t == _CONTTYPE:
+        elif t == CONTTYPE:
             t = REGTYPE
         if t in _HEADER_ONLY:
             size = 0  # as Go's archive/tar: these types never carry data

@@ -91,7 +91,7 @@ _META_CONFIG = "containerimage.config"
 
 
 # --------------------------------------------------------------------------------------------
-# the Go types BuildKit decodes into (for Go's error texts; see pallet._gojson.check)
+# the Go types BuildKit decodes into (for Go's error texts; see pallet._gojson.unmarshal)
 
 _DIGESTS = slice_of(GoType("digest.Digest", "string"))
 _STRINGS = slice_of(STRING)
@@ -270,12 +270,9 @@ def parse_history(config: bytes) -> list[History] | None:
     """
     prefix = "failed to unmarshal history from config"
     try:
-        doc = _gojson.loads(_gojson.decode_bytes(config))
+        doc = _gojson.unmarshal(config, _HISTORY_HOLDER)
     except ValueError as exc:
         raise InvalidArgument(f"{prefix}: {exc}") from exc
-    err = _gojson.check(doc, _HISTORY_HOLDER)
-    if err:
-        raise InvalidArgument(f"{prefix}: {err}")
     if doc is None:
         return None
     hist: list[History] | None = None
@@ -400,15 +397,12 @@ def patch_config(
     """
     text = _gojson.decode_bytes(config)
     try:
-        doc = _gojson.loads(text)
+        doc = _gojson.unmarshal(text, _IMAGE)
     except ValueError as exc:
         raise InvalidArgument(f"invalid image config for export: {exc}") from exc
-    err = _gojson.check(doc, _IMAGE)
-    if err:
-        raise InvalidArgument(f"invalid image config for export: {err}")
     try:
         raw = _gojson.raw_members(text)
-    except ValueError as exc:  # pragma: no cover - _check already proved it is an object
+    except ValueError as exc:  # pragma: no cover - unmarshal already proved it is an object
         raise InvalidArgument(f"failed to parse image config for patch: {exc}") from exc
     if doc is None:
         raise InvalidArgument("invalid null image config for export")
@@ -501,12 +495,9 @@ def parse_platforms(
         if len(raw) > 0:
             prefix = "failed to parse platforms passed to exporter"
             try:
-                doc = _gojson.loads(_gojson.decode_bytes(raw))
+                doc = _gojson.unmarshal(raw, _PLATFORMS)
             except ValueError as exc:
                 raise InvalidArgument(f"{prefix}: {exc}") from exc
-            err = _gojson.check(doc, _PLATFORMS)
-            if err:
-                raise InvalidArgument(f"{prefix}: {err}")
             items = _gojson.field(doc, "Platforms", [], null_resets=True) if doc is not None else []
             for item in items:
                 pid = _gojson.field(item, "ID", "") if item is not None else ""
@@ -527,12 +518,9 @@ def parse_platforms(
     cfg = metadata.get(_META_CONFIG)
     if cfg:  # an empty config means "none" here as everywhere else
         try:
-            doc = _gojson.loads(_gojson.decode_bytes(cfg))
+            doc = _gojson.unmarshal(cfg, _IMAGE)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        err = _gojson.check(doc, _IMAGE)
-        if err:
-            raise InvalidArgument(err)
         if doc is not None:
             img = _platform_from(doc)
             if img.os and img.architecture:

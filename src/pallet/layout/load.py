@@ -64,8 +64,8 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final, Protocol
 
 from .. import _gojson
-from ..archive.tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
-from ..archive.tarreader import SPARSETYPE, FormatError, TarReader, display
+from ..archive.tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE, display
+from ..archive.tarreader import SPARSETYPE, FormatError, TarReader
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
 from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound, Unsupported
