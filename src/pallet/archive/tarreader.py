@@ -87,6 +87,7 @@ _LONGNAME: Final = b"L"
 _LONGLINK: Final = b"K"
 # types that never carry data (Go's isHeaderOnlyType)
 _HEADER_ONLY: Final = frozenset((LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE))
+_META_TYPES: Final = frozenset((XHDTYPE, _GLOBAL_PAX, _LONGNAME, _LONGLINK))
 _XATTR_PREFIX: Final = b"SCHILY.xattr."
 
 
@@ -116,7 +117,7 @@ class FormatError(InvalidArgument):
         self.truncated = truncated
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class Entry:
     """One archive member, every field resolved (PAX and GNU records applied).
 
@@ -127,8 +128,9 @@ class Entry:
     negative or far in the future); ``atime`` likewise, or None when the archive has none.
     ``xattrs`` are the ``SCHILY.xattr.*`` records, name and raw value.
 
-    Not frozen, because one is built per entry and a frozen ``__init__`` sets every field through
-    ``object.__setattr__``; treat it as read-only.
+    One is built per entry, so the reader builds it with positional arguments (matching twelve
+    keywords costs more than the rest of the construction) and it is not frozen (a frozen
+    ``__init__`` sets every field through ``object.__setattr__``); treat it as read-only.
     """
 
     name: bytes
@@ -423,16 +425,16 @@ class TarReader:
             size = _number(h[124:136], "size")
             if size < 0:
                 raise self._error("negative size")
+            if t not in _META_TYPES:
+                return self._entry(h, t, size, pax, longname, longlink)
             if t == XHDTYPE:
                 pax = _parse_pax(self._payload(size, "PAX header"))
             elif t == _GLOBAL_PAX:
                 self._skip_bytes(size + (-size % BLOCK_SIZE))
             elif t == _LONGNAME:
                 longname = _cstr(self._payload(size, "GNU long name"))
-            elif t == _LONGLINK:
-                longlink = _cstr(self._payload(size, "GNU long link name"))
             else:
-                return self._entry(h, t, size, pax, longname, longlink)
+                longlink = _cstr(self._payload(size, "GNU long link name"))
 
     def _entry(
         self,
@@ -502,17 +504,6 @@ class TarReader:
             size = 0  # as Go's archive/tar: these types never carry data
         self._left = size
         self._pad = -size % BLOCK_SIZE
-        return Entry(
-            name=name,
-            type=t,
-            size=size,
-            mode=mode,
-            uid=uid,
-            gid=gid,
-            mtime=mtime,
-            atime=atime,
-            linkname=linkname,
-            devmajor=major,
-            devminor=minor,
-            xattrs=xattrs,
-        )
+        # in field order: name, type, size, mode, uid, gid, mtime, atime, linkname, devmajor,
+        # devminor, xattrs
+        return Entry(name, t, size, mode, uid, gid, mtime, atime, linkname, major, minor, xattrs)
