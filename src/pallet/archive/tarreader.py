@@ -17,19 +17,19 @@ Why not :mod:`tarfile`
   ``_proc_gnulong``), and its PAX parser had a regular-expression denial of service until
   3.11.10/3.12.6 (CVE-2024-6232). Here such payloads are refused above 1 MiB, as Go's
   ``archive/tar`` refuses them, and at most one of each is held (the next one replaces it, as
-  in Go). Every number is range-checked before use. What is malformed raises
-  :class:`FormatError`, a :class:`~pallet.errors.InvalidArgument`: one clear line, never another
-  exception.
-* **Go's reading where readers differ.** containerd reads layers with Go's ``archive/tar``, so
-  pallet does as Go does: a GNU long name overrides a PAX ``path``, a PAX header applies to the
-  next entry only, entry types that never carry data (links, directories, devices, FIFOs) are
-  given size 0 whatever their header says, a zero block followed by a non-zero block is an
-  error.
+  in Go). Numbers are bounded before use (int64 sizes, 32-bit ids, at most 19 PAX digits).
+  What is malformed raises :class:`FormatError`, a :class:`~pallet.errors.InvalidArgument`: one
+  clear line, never another exception.
+* **Go's reading.** containerd reads layers with Go's ``archive/tar``, so where tar readers
+  differ pallet reads as Go does: a GNU long name overrides a PAX ``path``, of several PAX
+  headers in a row only the last counts, entry types that never carry data (links,
+  directories, devices, FIFOs) have size 0 whatever their header says, and a zero block
+  followed by a non-zero block is an error.
 * **Per-entry cost.** Layers of small files are won or lost per entry. tarfile builds a
   ``TarInfo`` per member through several layers of method calls and decodes every name; this
   reader slices each header out of one reusable 1 MiB buffer, keeps names as bytes, and
-  :meth:`TarReader.copy_to` writes file data from that buffer straight to a descriptor. The
-  measurements are in ``BENCHMARKS.md``.
+  :meth:`TarReader.copy_to` writes file data from that buffer straight to a descriptor
+  (figures in ``BENCHMARKS.md``).
 
 Format
 ------
