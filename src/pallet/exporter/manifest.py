@@ -1,7 +1,7 @@
 """Manifest and index blobs: JSON bytes, descriptors and garbage-collection labels.
 
 Encoding (BuildKit HEAD, spec §5.2): Go's ``json.MarshalIndent`` with two spaces, no trailing
-newline, Go string escaping (:mod:`._json`); struct key order
+newline, Go string escaping (:mod:`pallet._gojson`); struct key order
 
 * manifest: ``schemaVersion, mediaType, config, layers, annotations`` (``layers`` is ``null``
   when there are none, as Go writes a nil slice; ``annotations`` only when non-empty);
@@ -29,11 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import _gojson
 from ..labels import DISTRIBUTION_SOURCE_PREFIX, GC_REF_CONTENT, UNCOMPRESSED
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest, canonical
-from . import _json
 
 __all__ = [
     "DOCKER_FOREIGN_LAYER_TAR",
@@ -105,7 +105,7 @@ def convert_layer_media_type(media_type: str, *, oci: bool) -> tuple[str, str | 
         return _TO_DOCKER[media_type], None
     if media_type in _TO_OCI:  # already a Docker type
         return media_type, None
-    return media_type, f"unhandled conversion for mediatype {_json.go_quote(media_type)}"
+    return media_type, f"unhandled conversion for mediatype {_gojson.go_quote(media_type)}"
 
 
 def to_distributable(media_type: str) -> str:
@@ -158,7 +158,7 @@ def encode_manifest(
     }
     if annotations:
         obj["annotations"] = dict(sorted(annotations.items()))
-    return _json.marshal_indent(obj, _INDENT)
+    return _gojson.marshal_indent(obj, _INDENT)
 
 
 def encode_index(
@@ -172,7 +172,7 @@ def encode_index(
     }
     if annotations:
         obj["annotations"] = dict(sorted(annotations.items()))
-    return _json.marshal_indent(obj, _INDENT)
+    return _gojson.marshal_indent(obj, _INDENT)
 
 
 def manifest_gc_labels(config: Digest, layers: Sequence[Digest]) -> dict[str, str]:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import _gojson
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
 from ..content import Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
@@ -63,7 +64,6 @@ from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from . import _json
 from ._select import normalize, select_manifest
 
 __all__ = [
@@ -91,7 +91,7 @@ DOCKER_MANIFEST_LISTS_UNSUPPORTED = (
 )
 
 _CHUNK = 1 << 20
-_OCI_LAYOUT = _json.marshal({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
+_OCI_LAYOUT = _gojson.marshal({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
 
 
 class Format(enum.StrEnum):
@@ -325,8 +325,8 @@ def plan_layout(
         format=fmt,
         images=tuple(out_images),
         blobs=tuple(sorted(blobs.values(), key=lambda d: str(d.digest))),
-        index_json=_json.marshal(index),
-        manifest_json=_json.marshal(docker) if fmt is Format.DOCKER else None,
+        index_json=_gojson.marshal(index),
+        manifest_json=_gojson.marshal(docker) if fmt is Format.DOCKER else None,
     )
 
 
@@ -468,7 +468,7 @@ def _merged_index(existing: bytes | None, plan: LayoutPlan) -> bytes:
     out["schemaVersion"] = 2
     out.setdefault("mediaType", mt.OCI_INDEX)
     out["manifests"] = kept + new_entries
-    return _json.marshal(out)
+    return _gojson.marshal(out)
 
 
 def write_directory(path: str | os.PathLike[str], provider: Provider, plan: LayoutPlan) -> None:
