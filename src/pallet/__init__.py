@@ -2,8 +2,8 @@
 
 Everything in ``__all__`` is the public API (semantic versioning applies to it): :class:`Store`
 and its calls, the value types that go in and come out, the data model (:class:`Descriptor`,
-:class:`Platform`, :class:`Digest`) and the error classes. Modules whose names start with ``_``,
-and every subpackage, are internal.
+:class:`Platform`, :class:`Digest`, :class:`Reference`), the :class:`Progress` events and the
+error classes. Modules whose names start with ``_``, and every subpackage, are internal.
 
 ``import pallet`` loads no HTTP stack, compression codec or gRPC: those load on the first call
 that needs them.
@@ -12,7 +12,7 @@ that needs them.
 from __future__ import annotations
 
 from ._store import Store
-from ._types import Config, ExportResult, Image, Layer, RootFS
+from ._types import ArchiveImage, Config, ExportResult, Image, Layer, RootFS, UnpackResult
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -26,11 +26,14 @@ from .errors import (
 )
 from .oci.descriptor import Descriptor, Platform
 from .oci.digest import Digest
+from .oci.reference import Reference
+from .progress import Progress
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "ArchiveImage",
     "Config",
     "Conflict",
     "Descriptor",
@@ -44,9 +47,12 @@ __all__ = [
     "Layer",
     "NotFound",
     "Platform",
+    "Progress",
+    "Reference",
     "RootFS",
     "Store",
     "Unavailable",
+    "UnpackResult",
     "Unsupported",
     "__version__",
 ]

@@ -1,7 +1,8 @@
 """The public value types of pallet's library API: what goes into an export and what comes out
 of the :class:`pallet.Store` calls.
 
-Standard library only: ``import pallet`` loads this module.
+Standard library and the data model (:mod:`pallet.oci`) only: ``import pallet`` loads this
+module.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Config", "ExportResult", "Image", "Layer", "RootFS"]
+from .oci.descriptor import Descriptor
+
+__all__ = ["ArchiveImage", "Config", "ExportResult", "Image", "Layer", "RootFS", "UnpackResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +105,54 @@ class Image:
     labels: Mapping[str, str] = field(default_factory=dict)
     created: datetime | None = None
     updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveImage:
+    """One image of an archive: its root (as ``index.json`` lists it) and the names it goes by.
+    :meth:`pallet.Store.save` returns those it wrote, :meth:`pallet.Store.load` those it read.
+
+    Example::
+
+        for image in store.load("app.tar"):
+            print(image.digest, *image.names)
+    """
+
+    #: the root descriptor: a manifest, or an index (with ``save``'s ``platform``, the chosen
+    #: platform's manifest)
+    target: Descriptor
+    #: normalised references (``docker.io/library/alpine:3.20``); after ``load``, the store
+    #: names the image by each of them
+    names: tuple[str, ...] = ()
+    #: the archive's format: ``"oci"`` (an OCI image layout) or ``"docker"`` (``docker save``'s)
+    format: str = "oci"
+
+    @property
+    def digest(self) -> str:
+        """The root's digest, ``sha256:…``."""
+        return str(self.target.digest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpackResult:
+    """What :meth:`pallet.Store.unpack` wrote: the manifest whose layers it applied.
+
+    Example::
+
+        result = store.unpack("registry.example.com/app:1", "rootfs")
+        print(result.digest, len(result.layers))
+    """
+
+    #: the manifest unpacked (for an index, the platform's manifest)
+    manifest: Descriptor
+    #: its layers, bottom first
+    layers: tuple[Descriptor, ...] = ()
+    #: the uncompressed digest of each layer, as the config's ``rootfs.diff_ids`` lists them
+    diff_ids: tuple[str, ...] = ()
+    #: what could not be reproduced exactly (ownership without privileges, device nodes…)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest, ``sha256:…``."""
+        return str(self.manifest.digest)

@@ -45,15 +45,16 @@ ALLOWED: dict[str, set[str]] = {
     },
     # the library API (layer 4): the one place that builds concrete stores and wires the
     # exporter, the registry client and the layouts together
-    "_types": set(),
+    "_types": {"oci"},
     "_backend": {"*"},
     "_store": {"*"},
     "_export": {"*"},
     "_registry": {"*"},
     "_archive": {"*"},
+    "_lookup": {"*"},
     "_manage": {"*"},
     "cli": {"*"},
-    "__init__": {"errors", "oci", "_store", "_types"},
+    "__init__": {"errors", "oci", "progress", "_store", "_types"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
