@@ -19,6 +19,8 @@ from ..errors import InvalidArgument, NotFound
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pallet
+
     from ..images import Image, ImageStore
 
     # the one place the command line names the embedded store's module
@@ -39,6 +41,7 @@ __all__ = [
     "find_image",
     "human",
     "image_json",
+    "open_api_store",
     "open_store",
     "output",
     "parse_kv",
@@ -113,6 +116,23 @@ def open_store(args: argparse.Namespace) -> Store:
     from ..metadata import store
 
     return store.open_store(args.root or default_root())
+
+
+def open_api_store(args: argparse.Namespace) -> pallet.Store:
+    """The store a command works on: for a command with ``--containerd``, containerd when it
+    is given (or ``$PALLET_CONTAINERD_ADDRESS`` is set); else the embedded store at ``--root``."""
+    import pallet
+
+    if hasattr(args, "containerd") and (
+        args.containerd is not None or os.environ.get("PALLET_CONTAINERD_ADDRESS")
+    ):
+        return pallet.Store.containerd(
+            args.containerd,
+            args.namespace,
+            snapshotter=getattr(args, "snapshotter", None),
+            root=args.root,
+        )
+    return pallet.Store(args.root)
 
 
 def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:
