@@ -26,6 +26,25 @@ def _index(data: bytes) -> dict[str, object]:
         return doc
 
 
+def _corrupt(archive: bytes) -> bytes:
+    """``archive`` with one byte of its largest blob changed."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive)) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        members = src.getmembers()
+        big = max(members, key=lambda m: m.size)
+        for m in members:
+            f = src.extractfile(m) if m.isfile() else None
+            if m is big and f is not None:
+                data = bytearray(f.read())
+                data[len(data) // 2] ^= 0xFF
+                f = io.BytesIO(bytes(data))
+            dst.addfile(m, f)
+    return out.getvalue()
+
+
 def test_load_save_to_path_and_file_object_load_back(interop: Interop, tmp_path: Path) -> None:
     name = interop.name("multi")
     root = interop.roots["multi"]
@@ -195,4 +214,10 @@ def test_archives_on_containerd(ctrd: Containerd, interop: Interop, tmp_path: Pa
         buf = io.BytesIO()
         s.save([name], buf)
     assert buf.getvalue() == interop.archive("oci").read_bytes()
+    # a second namespace of the same daemon: containerd shares the blobs between namespaces,
+    # and the archive's copy of each is still read and checked
+    with pallet.Store.containerd(ctrd.socket, new_namespace("api-archive")) as s:
+        assert [i.digest for i in s.load(io.BytesIO(buf.getvalue()))] == [root.digest]
+        with pytest.raises(pallet.DigestMismatch):
+            s.load(io.BytesIO(_corrupt(buf.getvalue())), tag="example.com/bad:1")
     assert not (tmp_path / "xdg").exists()
