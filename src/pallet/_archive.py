@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
+from ._lookup import find_image, parse_platform
 from ._types import ArchiveImage, UnpackResult
 from .errors import Error, FailedPrecondition, InvalidArgument, NotFound
 
@@ -35,7 +36,7 @@ FORMATS = ("oci", "docker")
 StrPath = str | os.PathLike[str]
 
 
-def os_error(exc: OSError) -> Error:
+def _os_error(exc: OSError) -> Error:
     """``exc`` as a pallet error: the path and the system's reason, as the command line has
     always printed them."""
     reason = exc.strerror or str(exc)
@@ -43,14 +44,6 @@ def os_error(exc: OSError) -> Error:
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
         return NotFound(text)
     return FailedPrecondition(text)
-
-
-def _platform(platform: str | Platform | None) -> Platform | None:
-    from .oci.descriptor import Platform
-
-    if platform is None or isinstance(platform, Platform):
-        return platform
-    return Platform.parse(platform)
 
 
 def _archive_names(name: str) -> tuple[str, ...]:
@@ -72,14 +65,13 @@ def save(
     format: str,
     platform: str | Platform | None,
 ) -> list[ArchiveImage]:
-    from ._lookup import find_image
     from .layout import ArchiveImage as Entry
     from .layout import Format, plan_layout, write_archive
 
     if format not in FORMATS:
         raise InvalidArgument(f"archive format {format!r}: want one of {', '.join(FORMATS)}")
     refs = [names] if isinstance(names, str) else list(names)
-    want = _platform(platform)
+    want = parse_platform(platform)
     entries = []
     for ref in refs:
         img = find_image(backend.images, ref)
@@ -98,7 +90,7 @@ def save(
             tmp.unlink(missing_ok=True)
             if exc.filename == str(tmp):  # the reader knows the destination, not our temporary
                 exc.filename = str(path)
-            raise os_error(exc) from None
+            raise _os_error(exc) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -132,7 +124,7 @@ def load(backend: Backend, src: StrPath | IO[bytes], *, tag: str | None) -> list
                 try:
                     f = open(src, "rb")  # noqa: SIM115 (closed by the with below)
                 except OSError as exc:
-                    raise os_error(exc) from None
+                    raise _os_error(exc) from None
                 with f:
                     res = load_archive(f, backend.content, backend.images, lease=lease, tag=tag)
         else:
@@ -153,15 +145,14 @@ def unpack(
     platform: str | Platform | None,
     on_warning: Callable[[str], None] | None,
 ) -> UnpackResult:
-    from ._lookup import find_image
     from .layout import unpack as unpack_image
 
-    want = _platform(platform)
+    want = parse_platform(platform)
     img = find_image(backend.images, ref)
     try:
         res = unpack_image(backend.content, img.target, dest, platform=want, on_warning=on_warning)
     except OSError as exc:
-        raise os_error(exc) from None
+        raise _os_error(exc) from None
     return UnpackResult(
         manifest=res.manifest,
         layers=res.layers,

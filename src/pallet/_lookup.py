@@ -1,5 +1,5 @@
 """What several areas of :class:`pallet.Store` share: finding an image by the name a user typed,
-and turning a store record into the public :class:`pallet.Image`.
+turning a store record into the public :class:`pallet.Image`, reading a platform argument.
 """
 
 from __future__ import annotations
@@ -13,8 +13,18 @@ if TYPE_CHECKING:
     from .content import Store as ContentStore
     from .images import Image as Record
     from .images import ImageStore
+    from .oci.descriptor import Platform
 
-__all__ = ["find_image", "image_of"]
+__all__ = ["find_image", "image_of", "parse_platform"]
+
+
+def parse_platform(platform: str | Platform | None) -> Platform | None:
+    """``platform`` as a :class:`~pallet.Platform` (``"linux/arm64"`` parsed)."""
+    from .oci.descriptor import Platform
+
+    if platform is None or isinstance(platform, Platform):
+        return platform
+    return Platform.parse(platform)
 
 
 def find_image(images: ImageStore, ref: str) -> Record:

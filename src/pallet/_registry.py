@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._lookup import find_image, image_of, parse_platform
 from .errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
@@ -55,14 +56,6 @@ def name_image(images: ImageStore, name: str, target: Descriptor) -> None:
         images.create(Image(name=name, target=target))
 
 
-def _platform(platform: str | Platform | None) -> Platform | None:
-    from .oci.descriptor import Platform
-
-    if platform is None or isinstance(platform, Platform):
-        return platform
-    return Platform.parse(platform)
-
-
 def push(
     backend: Backend,
     ref: str,
@@ -74,7 +67,6 @@ def push(
     jobs: int,
     progress: Callable[[Progress], None] | None,
 ) -> str:
-    from ._lookup import find_image
     from .oci.reference import Reference
     from .remote import push as push_image
 
@@ -102,14 +94,13 @@ def pull(
     jobs: int,
     progress: Callable[[Progress], None] | None,
 ) -> Image:
-    from ._lookup import image_of
     from .leases import temporary
     from .oci.reference import Reference
     from .remote import pull as pull_image
 
     r = Reference.parse(ref)
     options = remote_options(jobs=jobs, insecure=insecure, hosts=[r.registry], ca_file=ca_file)
-    want = _platform(platform)
+    want = parse_platform(platform)
     name = str(r)
     with temporary(backend.leases) as lease:
         root = pull_image(
