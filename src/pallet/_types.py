@@ -1,8 +1,7 @@
 """The public value types of pallet's library API: what goes into an export and what comes out
 of the :class:`pallet.Store` calls.
 
-Standard library and the data model (:mod:`pallet.oci`) only: ``import pallet`` loads this
-module.
+Standard library and :mod:`pallet.oci` only: ``import pallet`` loads this module.
 """
 
 from __future__ import annotations

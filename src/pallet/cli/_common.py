@@ -19,8 +19,7 @@ from ..errors import InvalidArgument, NotFound
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pallet
-
+    from .. import Store as PublicStore
     from ..images import Image, ImageStore
 
     # the one place the command line names the embedded store's module
@@ -34,6 +33,7 @@ __all__ = [
     "EXIT_USAGE",
     "Parser",
     "add_command",
+    "add_containerd_arguments",
     "add_global_flags",
     "command_group",
     "command_parser",
@@ -41,11 +41,12 @@ __all__ = [
     "find_image",
     "human",
     "image_json",
-    "open_api_store",
     "open_store",
     "output",
+    "pallet_store",
     "parse_kv",
     "table",
+    "wants_containerd",
 ]
 
 EXIT_USAGE = 2
@@ -111,28 +112,68 @@ def default_root() -> Path:
     return base / "pallet"
 
 
+def add_containerd_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    snapshotter: bool = False,
+    what: str = "work on a containerd daemon instead of the embedded store",
+) -> None:
+    """Add ``--containerd[=SOCKET]`` (help: ``what`` and the default socket) and
+    ``--namespace`` (and ``--snapshotter``) to ``p``."""
+    p.add_argument(
+        "--containerd",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="SOCKET",
+        help=f"{what} (default socket: "
+        "$PALLET_CONTAINERD_ADDRESS, $CONTAINERD_ADDRESS, /run/containerd/containerd.sock)",
+    )
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="containerd namespace (default: $PALLET_CONTAINERD_NAMESPACE, "
+        "$CONTAINERD_NAMESPACE, default)",
+    )
+    if snapshotter:
+        p.add_argument(
+            "--snapshotter",
+            metavar="NAME",
+            help="containerd snapshotter for unpack (default: $CONTAINERD_SNAPSHOTTER or "
+            "overlayfs)",
+        )
+
+
+def wants_containerd(args: argparse.Namespace) -> bool:
+    """``--containerd`` given, or ``$PALLET_CONTAINERD_ADDRESS`` set."""
+    if getattr(args, "containerd", None) is not None:
+        return True
+    return bool(os.environ.get("PALLET_CONTAINERD_ADDRESS"))
+
+
+def pallet_store(args: argparse.Namespace, *, containerd: bool | None = None) -> PublicStore:
+    """The :class:`pallet.Store` a command works on: containerd if ``containerd`` (default:
+    the command takes ``--containerd`` and :func:`wants_containerd`), else the embedded store
+    at ``--root``. Close it (``with``) when done."""
+    from .. import Store
+
+    if containerd is None:
+        containerd = hasattr(args, "containerd") and wants_containerd(args)
+    if not containerd:
+        return Store(args.root)
+    return Store.containerd(
+        args.containerd or None,
+        args.namespace,
+        snapshotter=getattr(args, "snapshotter", None),
+        root=args.root,
+    )
+
+
 def open_store(args: argparse.Namespace) -> Store:
     """The embedded store at ``--root`` (else :func:`default_root`)."""
     from ..metadata import store
 
     return store.open_store(args.root or default_root())
-
-
-def open_api_store(args: argparse.Namespace) -> pallet.Store:
-    """The store a command works on: for a command with ``--containerd``, containerd when it
-    is given (or ``$PALLET_CONTAINERD_ADDRESS`` is set); else the embedded store at ``--root``."""
-    import pallet
-
-    if hasattr(args, "containerd") and (
-        args.containerd is not None or os.environ.get("PALLET_CONTAINERD_ADDRESS")
-    ):
-        return pallet.Store.containerd(
-            args.containerd,
-            args.namespace,
-            snapshotter=getattr(args, "snapshotter", None),
-            root=args.root,
-        )
-    return pallet.Store(args.root)
 
 
 def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:

@@ -17,8 +17,7 @@ import sys
 
 import pallet
 
-from . import backend
-from ._common import command_parser, open_api_store
+from ._common import add_containerd_arguments, command_parser, pallet_store
 
 __all__ = ["build_parser"]
 
@@ -28,7 +27,7 @@ def cmd_save(args: argparse.Namespace) -> int:
     out = args.output
     if out == "-" and sys.stdout.isatty():
         raise pallet.InvalidArgument("refusing to write an archive to a terminal; use -o FILE")
-    with open_api_store(args) as store:
+    with pallet_store(args) as store:
         try:
             written = store.save(
                 args.refs,
@@ -52,7 +51,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     src = args.input
     if src == "-" and sys.stdin.isatty():
         raise pallet.InvalidArgument("refusing to read an archive from a terminal; use -i FILE")
-    with open_api_store(args) as store:
+    with pallet_store(args) as store:
         loaded = store.load(sys.stdin.buffer if src == "-" else src, tag=args.tag)
     if args.format == "json":
         doc = {
@@ -73,7 +72,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         print(f"pallet: warning: {msg}", file=sys.stderr)
 
     platform = pallet.Platform.parse(args.platform) if args.platform else None
-    with open_api_store(args) as store:
+    with pallet_store(args) as store:
         res = store.unpack(args.ref, args.dest, platform=platform, on_warning=warn)
     if args.format == "json":
         doc = {
@@ -131,7 +130,7 @@ def _unpack(prog: str) -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF")
     p.add_argument("dest", metavar="DEST", help="directory; must not exist or be empty")
     p.add_argument("--platform", help="platform of an index image (default: this host's)")
-    backend.add_arguments(p)
+    add_containerd_arguments(p)
     return p
 
 

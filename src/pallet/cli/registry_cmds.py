@@ -7,8 +7,7 @@ import sys
 
 import pallet
 
-from . import backend
-from ._common import command_parser, open_api_store
+from ._common import add_containerd_arguments, command_parser, pallet_store
 from .progress import MODES, progress_session
 
 __all__ = ["build_parser"]
@@ -16,7 +15,7 @@ __all__ = ["build_parser"]
 
 def cmd_pull(args: argparse.Namespace) -> int:
     ref = pallet.Reference.parse(args.ref)
-    with open_api_store(args) as store, progress_session(args.progress, f"pulling {ref}") as r:
+    with pallet_store(args) as store, progress_session(args.progress, f"pulling {ref}") as r:
         image = store.pull(
             str(ref),
             platform=args.platform,
@@ -32,7 +31,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     dest = pallet.Reference.parse(args.dest or args.ref, default_tag=not args.by_digest)
     # the renderer starts after the store opened: a daemon that is not there is one line
-    with open_api_store(args) as store, progress_session(args.progress, f"pushing {dest}") as r:
+    with pallet_store(args) as store, progress_session(args.progress, f"pushing {dest}") as r:
         digest = store.push(
             args.ref,
             str(dest),
@@ -102,7 +101,7 @@ def _push(prog: str) -> argparse.ArgumentParser:
     p.add_argument("dest", nargs="?", help="push to this reference instead of REF")
     p.add_argument("--by-digest", action="store_true", help="push without a tag")
     _registry_flags(p)
-    backend.add_arguments(p)
+    add_containerd_arguments(p)
     return p
 
 
