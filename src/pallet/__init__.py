@@ -2,8 +2,8 @@
 
 Everything in ``__all__`` is the public API (semantic versioning applies to it): :class:`Store`
 and its calls, the value types that go in and come out, the data model (:class:`Descriptor`,
-:class:`Platform`, :class:`Digest`) and the error classes. Modules whose names start with ``_``,
-and every subpackage, are internal.
+:class:`Platform`, :class:`Digest`, :class:`Reference`), the :class:`Progress` events and the
+error classes. Modules whose names start with ``_``, and every subpackage, are internal.
 
 ``import pallet`` loads no HTTP stack, compression codec or gRPC: those load on the first call
 that needs them.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._store import Store
 from ._types import (
+    ArchiveImage,
     Config,
     ContainerdVersion,
     ContentInfo,
@@ -27,6 +28,7 @@ from ._types import (
     Lease,
     LeaseResource,
     RootFS,
+    UnpackResult,
 )
 from ._views import ContentStore, LeaseManager
 from .errors import (
@@ -42,11 +44,14 @@ from .errors import (
 )
 from .oci.descriptor import Descriptor, Platform
 from .oci.digest import Digest
+from .oci.reference import Reference
+from .progress import Progress
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "ArchiveImage",
     "Config",
     "Conflict",
     "ContainerdVersion",
@@ -71,9 +76,12 @@ __all__ = [
     "LeaseResource",
     "NotFound",
     "Platform",
+    "Progress",
+    "Reference",
     "RootFS",
     "Store",
     "Unavailable",
+    "UnpackResult",
     "Unsupported",
     "__version__",
 ]

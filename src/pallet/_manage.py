@@ -9,7 +9,8 @@ records of :mod:`pallet._types`; the store's own records (``pallet.images.Image`
 An image's :attr:`~pallet.Image.size` is the size of everything it references, each blob once,
 as ``docker images`` and ``ctr images ls`` report it: for an index every platform's manifest,
 config and layers. Content that is not in the store (the other platforms of an image pulled for
-one) counts by its descriptor's size and is not descended into.
+one) counts by its descriptor's size and is not descended into (:func:`pallet._lookup.image_of`,
+shared with the registry and archive calls).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import images as _images
+from ._lookup import find_image, image_of, parse_platform
 from ._types import (
     ContainerdVersion,
     ContentInfo,
@@ -41,7 +43,7 @@ from .oci.digest import Digest
 
 if TYPE_CHECKING:
     from ._backend import Backend
-    from .content import Info, Provider, Status
+    from .content import Info, Status
     from .leases import Lease as LeaseRecord
 
 __all__ = [
@@ -52,7 +54,6 @@ __all__ = [
     "content_open",
     "content_remove",
     "copy",
-    "find_image",
     "fsck",
     "gc",
     "graph",
@@ -66,7 +67,6 @@ __all__ = [
     "lease_temporary",
     "remove",
     "tag",
-    "to_image",
     "version",
 ]
 
@@ -74,81 +74,16 @@ _CHUNK = 1 << 20
 
 
 # --- images ---------------------------------------------------------------------------------
-def _total_size(provider: Provider, root: Descriptor) -> int:
-    """Bytes of ``root`` and everything under it, each digest once; a child that is missing or
-    unreadable counts by its descriptor's size (what a registry would send for it)."""
-    seen: set[str] = set()
-    total = 0
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        if d.digest in seen:
-            continue
-        seen.add(d.digest)
-        total += d.size
-        try:
-            stack.extend(_images.children(provider, d))
-        except (NotFound, InvalidArgument):
-            # not in the store (another platform), or removed while we read it, or not JSON:
-            # fsck reports the latter; a listing still shows the image
-            continue
-    return total
-
-
-def to_image(provider: Provider, rec: _images.Image, sizes: dict[str, int] | None = None) -> Image:
-    """The public record of the store's image ``rec`` (``provider``: the store's content);
-    ``sizes`` caches the sizes of the roots seen (root digest -> size) across calls."""
-    t = rec.target
-    sizes = {} if sizes is None else sizes
-    if t.digest not in sizes:  # tags of one image: its graph is read once
-        sizes[t.digest] = _total_size(provider, t)
-    return Image(
-        name=rec.name,
-        digest=str(t.digest),
-        media_type=t.media_type,
-        size=sizes[t.digest],
-        root_size=t.size,
-        labels=dict(rec.labels),
-        created=rec.created_at,
-        updated=rec.updated_at,
-        target=t,
-    )
-
-
-def find_image(b: Backend, ref: str) -> _images.Image:
-    """The store's record of the image named ``ref`` as written, else by its normalised form
-    (``alpine:3.20`` -> ``docker.io/library/alpine:3.20``), as push, save and unpack find it.
-
-    Raises:
-        NotFound: neither name is in the store.
-    """
-    from .oci.reference import Reference
-
-    try:
-        return b.images.get(ref)
-    except NotFound:
-        pass
-    try:
-        full = str(Reference.parse(ref))
-    except InvalidArgument:
-        raise NotFound(f"image {ref}: not found") from None
-    try:
-        return b.images.get(full)
-    except NotFound:
-        raise NotFound(f"image {ref}: not found") from None
-
-
 def images(b: Backend, filters: Sequence[str]) -> list[Image]:
     """The images matching every filter, by name."""
     if isinstance(filters, str):
         raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
-    sizes: dict[str, int] = {}
-    return [to_image(b.content, rec, sizes) for rec in b.images.list(filters)]
+    return [image_of(b.content, rec) for rec in b.images.list(filters)]
 
 
 def image(b: Backend, ref: str | Image) -> Image:
     name = ref.name if isinstance(ref, Image) else ref
-    return to_image(b.content, find_image(b, name))
+    return image_of(b.content, find_image(b.images, name))
 
 
 def graph(b: Backend, ref: str | Image) -> list[Descriptor]:
@@ -158,7 +93,7 @@ def graph(b: Backend, ref: str | Image) -> list[Descriptor]:
         NotFound: the image, or a manifest or index under it, is not in the store.
     """
     name = ref.name if isinstance(ref, Image) else ref
-    return list(_images.walk(b.content, find_image(b, name).target))
+    return list(_images.walk(b.content, find_image(b.images, name).target))
 
 
 def tag(b: Backend, src: str | Image, dst: str) -> Image:
@@ -166,7 +101,7 @@ def tag(b: Backend, src: str | Image, dst: str) -> Image:
     name = src.name if isinstance(src, Image) else src
 
     def put() -> _images.Image:
-        rec = replace(find_image(b, name), name=dst)
+        rec = replace(find_image(b.images, name), name=dst)
         try:
             return b.images.update(rec, ["target"])
         except NotFound:
@@ -179,7 +114,7 @@ def tag(b: Backend, src: str | Image, dst: str) -> Image:
             out = put()
     else:
         out = put()
-    return to_image(b.content, out)
+    return image_of(b.content, out)
 
 
 def remove(b: Backend, names: Sequence[str], *, gc: bool) -> None:
@@ -265,8 +200,8 @@ def copy(
 
     if isinstance(names, str):
         raise InvalidArgument(f"names {names!r}: want a sequence of names")
-    plat = Platform.parse(platform) if isinstance(platform, str) else platform
-    rec = find_image(src, ref.name if isinstance(ref, Image) else ref)
+    plat = parse_platform(platform)
+    rec = find_image(src.images, ref.name if isinstance(ref, Image) else ref)
     _daemon(dst, "copying to it")
     assert dst.client is not None
     if snapshotter is None:

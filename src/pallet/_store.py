@@ -20,16 +20,25 @@ file, publishes blobs under a shared GC lock and keeps its records in SQLite (WA
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ._views import ContentStore, LeaseManager
 
 if TYPE_CHECKING:
     from ._backend import Backend
-    from ._types import ContainerdVersion, CopyResult, FsckReport, GCStats, Image
+    from ._types import (
+        ArchiveImage,
+        ContainerdVersion,
+        CopyResult,
+        FsckReport,
+        GCStats,
+        Image,
+        UnpackResult,
+    )
     from .oci.descriptor import Descriptor, Platform
+    from .progress import Progress
 
 __all__ = ["Store"]
 
@@ -124,10 +133,257 @@ class Store:
     # (methods of this area go here)
 
     # --- registries: pallet._registry -----------------------------------------------------------
-    # (methods of this area go here)
+    def push(
+        self,
+        ref: str,
+        dest: str | None = None,
+        *,
+        by_digest: bool = False,
+        insecure: bool = False,
+        ca_file: StrPath | None = None,
+        jobs: int = 4,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> str:
+        """Push the image named ``ref`` to its registry, or to ``dest``.
+
+        Blobs the registry has are skipped, blobs of the same registry are mounted, the rest are
+        uploaded ``jobs`` at a time; manifests go after their children. Credentials come from
+        the Docker config (:meth:`login`).
+
+        Example::
+
+            digest = store.push("app:1", "registry.example.com/team/app:1")
+
+        Args:
+            ref: the image's name in the store (``app:1``, or normalised,
+                ``docker.io/library/app:1``).
+            dest: the reference to push to; default ``ref``. Without a tag: ``:latest``.
+            by_digest: push without a tag (``dest`` must not have one).
+            insecure: allow plain HTTP and unverified TLS for ``dest``'s registry.
+            ca_file: a PEM bundle of extra trusted CA certificates.
+            jobs: blobs in parallel.
+            progress: receives a :class:`pallet.Progress` per step and blob, from any thread.
+
+        Returns:
+            The digest of the pushed root (manifest or index), ``sha256:…``.
+
+        Raises:
+            NotFound: no image ``ref`` in the store, or a blob of it is missing.
+            InvalidArgument: a malformed reference, ``jobs`` below 1, a tagged ``dest`` with
+                ``by_digest``.
+            Error: the registry refused (``Unauthorized``, ``Unavailable`` after retries…).
+        """
+        from . import _registry
+
+        return _registry.push(
+            self._backend,
+            ref,
+            dest,
+            by_digest=by_digest,
+            insecure=insecure,
+            ca_file=ca_file,
+            jobs=jobs,
+            progress=progress,
+        )
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | Platform | None = None,
+        insecure: bool = False,
+        ca_file: StrPath | None = None,
+        jobs: int = 4,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> Image:
+        """Pull ``ref`` into the store and name it (normalised: ``alpine:3.20`` becomes
+        ``docker.io/library/alpine:3.20``). From an index, the index and one platform's
+        manifest, config and layers are fetched.
+
+        Example::
+
+            image = store.pull("docker.io/library/alpine:3.20", platform="linux/arm64")
+            print(image.name, image.digest)
+
+        Args:
+            ref: ``host/repo:tag`` or ``host/repo@sha256:…``.
+            platform: the manifest to fetch from an index (``os/arch[/variant]``); default
+                this machine's.
+            insecure: allow plain HTTP and unverified TLS for the registry.
+            ca_file: a PEM bundle of extra trusted CA certificates.
+            jobs: blobs in parallel.
+            progress: receives a :class:`pallet.Progress` per step and blob, from any thread.
+
+        Returns:
+            The image as the store now names it; its ``digest`` is the root's (the index's,
+            for a multi-platform image).
+
+        Raises:
+            InvalidArgument: a malformed reference or platform, ``jobs`` below 1.
+            NotFound: the registry has no such reference, or the index no such platform.
+            DigestMismatch: the registry sent other bytes than the digest.
+        """
+        from . import _registry
+
+        return _registry.pull(
+            self._backend,
+            ref,
+            platform=platform,
+            insecure=insecure,
+            ca_file=ca_file,
+            jobs=jobs,
+            progress=progress,
+        )
+
+    @staticmethod
+    def login(
+        registry: str,
+        username: str,
+        password: str,
+        *,
+        insecure: bool = False,
+        ca_file: StrPath | None = None,
+    ) -> str:
+        """Check ``username`` and ``password`` with ``registry``, then store them where
+        ``docker login`` does (``$DOCKER_CONFIG/config.json``, or its credential helper).
+        Nothing is stored when the registry refuses; the password is never in a message.
+        Credentials are the user's, not a store's: call it on the class or on any store.
+
+        Example::
+
+            pallet.Store.login("registry.example.com", "ci", os.environ["REGISTRY_TOKEN"])
+
+        Args:
+            registry: ``host[:port]`` (``docker.io`` is Docker Hub; a URL is accepted).
+            insecure: allow plain HTTP and unverified TLS for the registry.
+            ca_file: a PEM bundle of extra trusted CA certificates.
+
+        Returns:
+            The path of the configuration file written.
+
+        Raises:
+            InvalidArgument: an empty registry, username or password.
+            Error: the registry refused the credentials (``Unauthorized``) or is unreachable.
+        """
+        from . import _registry
+
+        return _registry.login(registry, username, password, insecure=insecure, ca_file=ca_file)
+
+    @staticmethod
+    def logout(registry: str) -> bool:
+        """Remove the stored credentials for ``registry``.
+
+        Example::
+
+            pallet.Store.logout("registry.example.com")
+
+        Returns:
+            True if there were credentials to remove.
+        """
+        from . import _registry
+
+        return _registry.logout(registry)
 
     # --- archives: pallet._archive --------------------------------------------------------------
-    # (methods of this area go here)
+    def save(
+        self,
+        names: str | Sequence[str],
+        dest: StrPath | IO[bytes],
+        *,
+        format: str = "oci",
+        platform: str | Platform | None = None,
+    ) -> list[ArchiveImage]:
+        """Write images as a tarball that ``docker load``, ``podman load``, ``ctr images
+        import``, skopeo (``oci-archive:``) and umoci read.
+
+        Everything is checked before the first byte is written. A path is written beside
+        itself and renamed into place; a file object (``sys.stdout.buffer``, a socket, a
+        ``BytesIO``) gets the stream and is flushed, not closed.
+
+        Example::
+
+            store.save(["registry.example.com/app:1"], "app.tar", format="docker")
+
+        Args:
+            names: the images' names in the store; each goes into the archive by its name.
+            dest: a path, or a binary file object open for writing.
+            format: ``"oci"`` (an OCI image layout) or ``"docker"`` (also ``manifest.json``,
+                for ``docker load``; one platform only).
+            platform: write only this platform's manifest of an index (``os/arch[/variant]``).
+
+        Returns:
+            The images written, in ``index.json`` order.
+
+        Raises:
+            NotFound: an image or one of its blobs is not in the store, or no manifest
+                matches ``platform``.
+            InvalidArgument: no name, a name that is not a reference, an unknown format.
+            Unsupported: a multi-platform image in a Docker archive without ``platform``.
+        """
+        from . import _archive
+
+        return _archive.save(self._backend, names, dest, format=format, platform=platform)
+
+    def load(self, src: StrPath | IO[bytes], *, tag: str | None = None) -> list[ArchiveImage]:
+        """Import an OCI layout (a tarball or a directory) or a Docker archive, verifying every
+        blob; nothing is kept unless everything verified. Tarballs may be gzip or zstd
+        compressed.
+
+        Example::
+
+            for image in store.load("app.tar"):
+                print(image.digest, *image.names)
+
+        Args:
+            src: a path (a tarball or an OCI layout directory), or a binary file object.
+            tag: a name for the archive's image (which must hold one), besides its own.
+
+        Returns:
+            The images imported, each with the names the store now has for it.
+
+        Raises:
+            NotFound: no such path.
+            InvalidArgument: a malformed or truncated archive, an image without a name.
+            DigestMismatch: a blob whose bytes do not match its digest.
+        """
+        from . import _archive
+
+        return _archive.load(self._backend, src, tag=tag)
+
+    def unpack(
+        self,
+        ref: str,
+        dest: StrPath,
+        *,
+        platform: str | Platform | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> UnpackResult:
+        """Write the root filesystem of image ``ref`` into the directory ``dest``, which must
+        not exist or be empty. Nothing is written outside ``dest``, whatever the layers hold;
+        a ``dest`` created here is removed again if unpacking fails.
+
+        Example::
+
+            result = store.unpack("registry.example.com/app:1", "rootfs/")
+            print(result.digest, result.diff_ids)
+
+        Args:
+            ref: the image's name in the store.
+            dest: the directory to fill.
+            platform: the manifest of an index to unpack (``os/arch[/variant]``); default this
+                machine's.
+            on_warning: called with each thing that could not be reproduced exactly
+                (ownership when not root, device nodes…); they are in the result too.
+
+        Raises:
+            NotFound: no image ``ref``, no manifest for ``platform``, a blob missing.
+            InvalidArgument: ``dest`` not empty or a symbolic link, a layer that cannot be
+                applied.
+            DigestMismatch: a layer that does not hash to its diff ID.
+        """
+        from . import _archive
+
+        return _archive.unpack(self._backend, ref, dest, platform=platform, on_warning=on_warning)
 
     # --- images, content, leases, gc, fsck: pallet._manage --------------------------------------
     def images(self, filters: Sequence[str] = ()) -> list[Image]:

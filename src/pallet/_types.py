@@ -14,6 +14,7 @@ from typing import Any
 from .oci.descriptor import Descriptor
 
 __all__ = [
+    "ArchiveImage",
     "Config",
     "ContainerdVersion",
     "ContentInfo",
@@ -28,6 +29,7 @@ __all__ = [
     "Lease",
     "LeaseResource",
     "RootFS",
+    "UnpackResult",
 ]
 
 
@@ -304,3 +306,54 @@ class CopyResult:
     #: blobs the destination had already
     blobs_present: int = 0
     bytes_written: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveImage:
+    """One image of an archive: its root (as ``index.json`` lists it) and the names it goes by.
+    :meth:`pallet.Store.save` returns those it wrote, :meth:`pallet.Store.load` those it read.
+
+    Example::
+
+        for image in store.load("app.tar"):
+            print(image.digest, *image.names)
+    """
+
+    #: the root descriptor: a manifest, or an index (with ``save``'s ``platform``, the chosen
+    #: platform's manifest)
+    target: Descriptor
+    #: normalised references (``docker.io/library/alpine:3.20``); after ``load``, the store
+    #: names the image by each of them
+    names: tuple[str, ...] = ()
+    #: the archive's format: ``"oci"`` (an OCI image layout) or ``"docker"`` (``docker save``'s)
+    format: str = "oci"
+
+    @property
+    def digest(self) -> str:
+        """The root's digest, ``sha256:…``."""
+        return str(self.target.digest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpackResult:
+    """What :meth:`pallet.Store.unpack` wrote: the manifest whose layers it applied.
+
+    Example::
+
+        result = store.unpack("registry.example.com/app:1", "rootfs")
+        print(result.digest, len(result.layers))
+    """
+
+    #: the manifest unpacked (for an index, the platform's manifest)
+    manifest: Descriptor
+    #: its layers, bottom first
+    layers: tuple[Descriptor, ...] = ()
+    #: the uncompressed digest of each layer, as the config's ``rootfs.diff_ids`` lists them
+    diff_ids: tuple[str, ...] = ()
+    #: what could not be reproduced exactly (ownership without privileges, device nodes…)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest, ``sha256:…``."""
+        return str(self.manifest.digest)

@@ -51,10 +51,11 @@ ALLOWED: dict[str, set[str]] = {
     "_export": {"*"},
     "_registry": {"*"},
     "_archive": {"*"},
+    "_lookup": {"*"},
     "_manage": {"*"},
     "_views": {"_backend", "_manage", "_types"},
     "cli": {"*"},
-    "__init__": {"errors", "oci", "_store", "_types", "_views"},
+    "__init__": {"errors", "oci", "progress", "_store", "_types", "_views"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {

@@ -193,6 +193,10 @@ def _ingest(
     done = False
     try:
         with w:
+            if w.offset:
+                # containerd reports a blob that another namespace holds as written already
+                # (its content sharing); the archive's copy is written and checked anyway
+                w.truncate(0)
             n = 0
             while chunk := src.read(_CHUNK):
                 w.write(chunk)
