@@ -29,7 +29,7 @@ from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
 from .content import CHUNK
-from .unpack import read_json, unpack_image
+from .unpack import MAX_CONFIG, unpack_image
 
 if TYPE_CHECKING:
     from .client import Client
@@ -69,7 +69,7 @@ def ref_key(desc: Descriptor) -> str:
 def gc_labels(provider: Provider, desc: Descriptor) -> dict[str, str]:
     """The ``gc.ref.content`` labels linking a manifest or index to its children."""
     if mt.is_manifest(desc.media_type):
-        obj = read_json(provider, desc, "manifest")
+        obj = _images.read_json(provider, desc, limit=MAX_CONFIG)
         out: dict[str, str] = {}
         if obj.get("config"):
             out[f"{GC_REF_CONTENT}.config"] = str(Descriptor.from_json(obj["config"]).digest)

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
 from ..content import Info, Provider
@@ -58,7 +57,6 @@ __all__ = [
     "apply_layers",
     "chain_ids",
     "local_dir",
-    "read_json",
     "select_manifest",
     "unpack_image",
 ]
@@ -208,20 +206,6 @@ def _apply_local(content: Provider, layer: LayerLike, root: str) -> None:
         )
 
 
-def read_json(provider: Provider, desc: Descriptor, what: str) -> dict[str, Any]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_CONFIG + 1)
-    if len(raw) > MAX_CONFIG:
-        raise InvalidArgument(f"{what} {desc.digest}: larger than {MAX_CONFIG} bytes")
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what} {desc.digest}: invalid JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"{what} {desc.digest}: not a JSON object")
-    return obj
-
-
 def _matches(p: Platform | None, want: Platform) -> bool:
     if p is None:
         return False
@@ -273,10 +257,10 @@ def unpack_image(
     """
     content = client.content
     manifest_desc = select_manifest(content, target, platform)
-    manifest = read_json(content, manifest_desc, "manifest")
+    manifest = _images.read_json(content, manifest_desc, limit=MAX_CONFIG)
     config = Descriptor.from_json(manifest.get("config") or {})
     blobs = [Descriptor.from_json(x) for x in manifest.get("layers") or ()]
-    cfg = read_json(content, config, "config")
+    cfg = _images.read_json(content, config, "config", MAX_CONFIG)
     diff_ids = [Digest.parse(str(d)) for d in (cfg.get("rootfs") or {}).get("diff_ids") or ()]
     if len(diff_ids) != len(blobs):
         raise InvalidArgument(

@@ -59,7 +59,7 @@ from .. import _gojson
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
 from ..content import Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
-from ..images import MAX_MANIFEST, walk
+from ..images import read_json, walk
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -160,27 +160,13 @@ def _familiar_tag(ref: Reference) -> str | None:
     return Reference(registry=ref.registry, repository=ref.repository, tag=ref.tag).familiar()
 
 
-def _read_json(provider: Provider, desc: Descriptor) -> dict[str, object]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_MANIFEST + 1)
-    if len(raw) > MAX_MANIFEST:
-        raise InvalidArgument(f"manifest {desc.digest}: larger than {MAX_MANIFEST} bytes")
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"manifest {desc.digest}: invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"manifest {desc.digest}: not a JSON object")
-    return obj
-
-
 def _config_platform(provider: Provider, manifest: Descriptor) -> Platform | None:
-    obj = _read_json(provider, manifest)
+    obj = read_json(provider, manifest)
     cfg = obj.get("config")
     if not isinstance(cfg, Mapping):
         return None
     try:
-        conf = _read_json(provider, Descriptor.from_json(cfg))
+        conf = read_json(provider, Descriptor.from_json(cfg))
     except (InvalidArgument, NotFound):
         return None
     return Platform.from_json(conf)
@@ -217,7 +203,7 @@ def _blob_size(provider: Provider, desc: Descriptor) -> int:
 
 
 def _layer_paths(provider: Provider, manifest: Descriptor, present: set[str]) -> list[str]:
-    layers = _read_json(provider, manifest).get("layers") or []
+    layers = read_json(provider, manifest).get("layers") or []
     if not isinstance(layers, list):
         raise InvalidArgument(f"manifest {manifest.digest}: layers is not a list")
     out = []
@@ -305,7 +291,7 @@ def plan_layout(
             entries.append(replace(root, annotations=base).to_json())
         out_images.append(ArchiveImage(target=root, names=tuple(str(r) for r in refs)))
         if fmt is Format.DOCKER:
-            cfg = _read_json(provider, root).get("config")
+            cfg = read_json(provider, root).get("config")
             if not isinstance(cfg, Mapping):
                 raise InvalidArgument(f"manifest {root.digest}: no config")
             tags: list[str] = []
