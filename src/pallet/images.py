@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ __all__ = [
     "children",
     "decode_json",
     "read_json",
+    "traverse",
     "validate_image",
     "walk",
 ]
@@ -110,10 +111,11 @@ def children(provider: Provider, desc: Descriptor) -> list[Descriptor]:
     return []
 
 
-def walk(
-    provider: Provider, root: Descriptor, handler: Callable[[Descriptor], None] | None = None
+def traverse(
+    root: Descriptor, expand: Callable[[Descriptor], Iterable[Descriptor]]
 ) -> Iterator[Descriptor]:
-    """Depth-first, parents before children, each digest once."""
+    """Each digest under ``root`` once, depth-first: yields a descriptor, then pushes what
+    ``expand`` gives for it (the last pushed is visited next; ``[]`` prunes the branch)."""
     seen: set[str] = set()
     stack = [root]
     while stack:
@@ -121,7 +123,15 @@ def walk(
         if d.digest in seen:
             continue
         seen.add(d.digest)
+        yield d
+        stack.extend(expand(d))
+
+
+def walk(
+    provider: Provider, root: Descriptor, handler: Callable[[Descriptor], None] | None = None
+) -> Iterator[Descriptor]:
+    """Depth-first, parents before children, each digest once."""
+    for d in traverse(root, lambda d: reversed(children(provider, d))):
         if handler is not None:
             handler(d)
         yield d
-        stack.extend(reversed(children(provider, d)))
