@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..archive.apply import apply_tar
-from ..compression import decompressed_reader
+from ..archive.apply import apply_blob
 from ..content import Provider
 from ..errors import InvalidArgument
 from ..images import read_json
@@ -114,11 +113,7 @@ def unpack(
 
     try:
         for ly, did in zip(layers, diff_ids, strict=True):
-            with (
-                provider.open(ly) as raw,
-                decompressed_reader(raw, name=f"layer {ly.digest}") as tar,
-            ):
-                apply_tar(tar, root, expected_diff_id=did, on_warning=warn)
+            apply_blob(provider, ly, root, expected_diff_id=did, on_warning=warn)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
