@@ -16,11 +16,10 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
-from ..content import Info, InfoProvider, Provider
+from ..content import InfoProvider, Provider, set_labels
 from ..errors import AlreadyExists, NotFound
 from ..images import Image
 from ..labels import GC_REF_CONTENT, GC_REF_SNAPSHOT_PREFIX
@@ -103,17 +102,7 @@ def _copy_blob(
         w = content.writer(ref_key(desc), total=desc.size, expected=desc.digest, lease=lease)
     except AlreadyExists:
         if labels:  # present (and now leased): make sure our GC edges are on it
-            now = datetime.now(UTC)
-            content.update(
-                Info(
-                    digest=desc.digest,
-                    size=desc.size,
-                    created_at=now,
-                    updated_at=now,
-                    labels=labels,
-                ),
-                [f"labels.{k}" for k in labels],
-            )
+            set_labels(content, desc, labels)
         return 0
     with w:
         sent = 0

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
-from ..content import Info, Provider
+from ..content import Provider, set_labels
 from ..errors import DigestMismatch, InvalidArgument, NotFound
 from ..labels import GC_REF_SNAPSHOT_PREFIX
 from ..mount import Mount
@@ -192,15 +191,5 @@ def unpack_image(
     chain = apply_layers(client, snapshotter, layers, lease, on_layer=on_layer)
     if layers:
         key = f"{GC_REF_SNAPSHOT_PREFIX}{snapshotter}"
-        now = datetime.now(UTC)
-        content.update(
-            Info(
-                digest=config.digest,
-                size=config.size,
-                created_at=now,
-                updated_at=now,
-                labels={key: chain},
-            ),
-            [f"labels.{key}"],
-        )
+        set_labels(content, config, {key: chain})
     return chain

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..oci.descriptor import Descriptor
@@ -35,6 +35,7 @@ __all__ = [
     "Status",
     "Store",
     "Writer",
+    "set_labels",
 ]
 
 
@@ -126,3 +127,13 @@ class IngestManager(Protocol):
 @runtime_checkable
 class Store(Provider, Ingester, Manager, IngestManager, Protocol):
     """The whole content store."""
+
+
+def set_labels(manager: Manager, desc: Descriptor, labels: Mapping[str, str]) -> Info:
+    """Set ``labels`` on the blob ``desc``, keeping its others (one ``labels.<key>`` field path
+    each, as containerd's ``content.Update`` takes them)."""
+    now = datetime.now(UTC)
+    return manager.update(
+        Info(digest=desc.digest, size=desc.size, created_at=now, updated_at=now, labels=labels),
+        [f"labels.{k}" for k in labels],
+    )
