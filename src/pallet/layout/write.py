@@ -49,13 +49,12 @@ from __future__ import annotations
 import enum
 import json
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import _gojson
+from .. import _gojson, atomicfile
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
 from ..content import Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
@@ -407,17 +406,8 @@ class _FileSink:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomicfile.create(path, mode, prefix=f".{path.name}.tmp-") as f:
+        f.write(data)
 
 
 def _entry_names(e: Mapping[str, object]) -> tuple[str | None, str | None]:
@@ -488,17 +478,8 @@ def write_directory(path: str | os.PathLike[str], provider: Provider, plan: Layo
                 continue
         except FileNotFoundError:
             pass
-        tmp = d / f".{b.digest.hex}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "xb") as f:
-                _copy_blob(provider, b, _FileSink(f))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomicfile.create(target, 0o444, prefix=f".{b.digest.hex}.tmp-") as f:
+            _copy_blob(provider, b, _FileSink(f))
     _write_atomic(root / "oci-layout", plan.oci_layout, 0o444)
     if plan.manifest_json is not None:
         _write_atomic(root / "manifest.json", plan.manifest_json, 0o644)
