@@ -11,6 +11,7 @@ inverse of containerd's ``errdefs.ToGRPC``. ``grpc`` is imported lazily so that 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -194,7 +195,17 @@ class Connection:
             return (("containerd-namespace", namespace), ("containerd-lease", lease))
         return (("containerd-namespace", namespace),)
 
-    def unary(
+    @contextlib.contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        """gRPC errors raised inside become pallet errors naming ``what`` (:func:`map_error`)."""
+        try:
+            yield
+        except Exception as exc:
+            if _is_rpc_error(exc):
+                raise map_error(exc, what, self.address) from None
+            raise
+
+    def call(
         self,
         service: str,
         method: str,
@@ -205,33 +216,22 @@ class Connection:
         lease: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        _, c = self._callable(service, method)
-        try:
+        """The response of a unary method; of a server-streaming one, an iterator of its
+        responses that starts the call when first read and cancels it if the caller stops
+        (``timeout`` is for unary calls). The method table says which kind a method is."""
+        kind, c = self._callable(service, method)
+        if kind == "server_stream":
+            return self._responses(c, request, self.headers(namespace, lease), what)
+        with self._mapped(what):
             return c(request, metadata=self.headers(namespace, lease), timeout=timeout)
-        except Exception as exc:
-            if _is_rpc_error(exc):
-                raise map_error(exc, what, self.address) from None
-            raise
 
-    def server_stream(
-        self,
-        service: str,
-        method: str,
-        request: Any,
-        *,
-        namespace: str,
-        what: str,
-        lease: str | None = None,
+    def _responses(
+        self, c: Any, request: Any, metadata: tuple[tuple[str, str], ...], what: str
     ) -> Iterator[Any]:
-        """Responses of a server-streaming call; the call is cancelled if the caller stops."""
-        _, c = self._callable(service, method)
-        call = c(request, metadata=self.headers(namespace, lease))
+        call = c(request, metadata=metadata)
         try:
-            yield from call
-        except Exception as exc:
-            if _is_rpc_error(exc):
-                raise map_error(exc, what, self.address) from None
-            raise
+            with self._mapped(what):
+                yield from call
         finally:
             call.cancel()
 

@@ -385,7 +385,7 @@ class _BlobReader(io.RawIOBase):
                 req = self._store._conn.pb.content.ReadContentRequest(
                     digest=self._dgst, offset=self._pos
                 )
-                self._stream = self._store._conn.server_stream(
+                self._stream = self._store._conn.call(
                     "Content",
                     "Read",
                     req,
@@ -425,7 +425,7 @@ class ContainerdContentStore:
         return self._conn.address
 
     def _unary(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.unary(
+        return self._conn.call(
             "Content", method, req, namespace=self.namespace, what=what, lease=lease
         )
 
@@ -464,7 +464,7 @@ class ContainerdContentStore:
         req = pb.ReadContentRequest(digest=dgst, offset=offset, size=n)
         parts = [
             r.data
-            for r in self._conn.server_stream(
+            for r in self._conn.call(
                 "Content", "Read", req, namespace=self.namespace, what=f"content {dgst}"
             )
         ]
@@ -498,7 +498,7 @@ class ContainerdContentStore:
         if lease:
             pb = self._conn.pb.leases
             req = pb.AddResourceRequest(id=lease, resource=pb.Resource(id=dgst, type="content"))
-            self._conn.unary(
+            self._conn.call(
                 "Leases", "AddResource", req, namespace=self.namespace, what=f"lease {lease}"
             )
         if lbl:
@@ -535,7 +535,7 @@ class ContainerdContentStore:
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
         _filters.parse(filters)  # pallet's syntax errors, before the daemon's
         req = self._conn.pb.content.ListContentRequest(filters=list(filters))
-        for resp in self._conn.server_stream(
+        for resp in self._conn.call(
             "Content", "List", req, namespace=self.namespace, what="content list"
         ):
             for i in resp.info:

@@ -36,7 +36,7 @@ class ContainerdApplier:
         req = pb.diff.ApplyRequest(
             diff=descriptor_to_pb(pb.types, desc), mounts=mounts_to_pb(pb.types, mounts)
         )
-        resp = self._conn.unary(
+        resp = self._conn.call(
             "Diff", "Apply", req, namespace=self.namespace, what=f"layer {desc.digest}", lease=lease
         )
         return descriptor_from_pb(resp.applied)

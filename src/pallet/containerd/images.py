@@ -39,7 +39,7 @@ class ContainerdImageStore:
         self.namespace = namespace
 
     def _call(self, method: str, req: Any, what: str) -> Any:
-        return self._conn.unary("Images", method, req, namespace=self.namespace, what=what)
+        return self._conn.call("Images", method, req, namespace=self.namespace, what=what)
 
     def _to_pb(self, image: Image) -> Any:
         pb = self._conn.pb

@@ -33,7 +33,7 @@ class ContainerdLeaseManager:
         self.namespace = namespace
 
     def _call(self, method: str, req: Any, what: str) -> Any:
-        return self._conn.unary("Leases", method, req, namespace=self.namespace, what=what)
+        return self._conn.call("Leases", method, req, namespace=self.namespace, what=what)
 
     def _on_lease(self, method: str, req: Any, lease_id: str) -> Any:
         """A resource call; a missing lease reads as with the embedded store."""

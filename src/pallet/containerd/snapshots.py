@@ -41,7 +41,7 @@ class ContainerdSnapshotter:
         self.lease = lease
 
     def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.unary(
+        return self._conn.call(
             "Snapshots", method, req, namespace=self.namespace, what=what, lease=lease
         )
 
@@ -158,7 +158,7 @@ class ContainerdSnapshotter:
         req = self._conn.pb.snapshots.ListSnapshotsRequest(
             snapshotter=self.name, filters=list(filters)
         )
-        for resp in self._conn.server_stream(
+        for resp in self._conn.call(
             "Snapshots", "List", req, namespace=self.namespace, what=self._what("*")
         ):
             for i in resp.info:
