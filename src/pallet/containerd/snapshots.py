@@ -99,12 +99,7 @@ class ContainerdSnapshotter:
         labels: Mapping[str, str] | None = None,
         lease: str | None = None,
     ) -> builtins.list[Mount]:
-        lbl = _labels.validate_all(labels or {})
-        req = self._conn.pb.snapshots.PrepareSnapshotRequest(
-            snapshotter=self.name, key=key, parent=parent, labels=lbl
-        )
-        resp = self._call("Prepare", req, self._what(key), lease or self.lease)
-        return mounts_from_pb(resp.mounts)
+        return self._create("Prepare", key, parent, labels, lease)
 
     def view(
         self,
@@ -114,11 +109,21 @@ class ContainerdSnapshotter:
         labels: Mapping[str, str] | None = None,
         lease: str | None = None,
     ) -> builtins.list[Mount]:
+        return self._create("View", key, parent, labels, lease)
+
+    def _create(
+        self,
+        method: str,
+        key: str,
+        parent: str,
+        labels: Mapping[str, str] | None,
+        lease: str | None,
+    ) -> builtins.list[Mount]:
+        """``Prepare`` or ``View``: the two differ only in the kind of snapshot made."""
         lbl = _labels.validate_all(labels or {})
-        req = self._conn.pb.snapshots.ViewSnapshotRequest(
-            snapshotter=self.name, key=key, parent=parent, labels=lbl
-        )
-        return mounts_from_pb(self._call("View", req, self._what(key), lease or self.lease).mounts)
+        request = getattr(self._conn.pb.snapshots, f"{method}SnapshotRequest")
+        req = request(snapshotter=self.name, key=key, parent=parent, labels=lbl)
+        return mounts_from_pb(self._call(method, req, self._what(key), lease or self.lease).mounts)
 
     def commit(
         self,
