@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 from .. import filters as _filters
 from .. import labels as _labels
-from ..content import Info, Status
+from ..content import Info, Status, WriterBase
 from ..errors import (
     AlreadyExists,
     DigestMismatch,
@@ -97,7 +97,7 @@ def _requests(q: queue.SimpleQueue[Any]) -> Iterator[Any]:
         yield item
 
 
-class ContainerdWriter:
+class ContainerdWriter(WriterBase):
     """One ingest over one ``Write`` stream. Not thread-safe (one writer, one thread)."""
 
     def __init__(
@@ -109,14 +109,11 @@ class ContainerdWriter:
         expected: Digest | None,
         lease: str | None,
     ) -> None:
+        super().__init__(ref, expected, lease)
         self._store = store
-        self._ref = ref
-        self._expected = expected
-        self._lease = lease
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending = 0
         self._buf = bytearray()
-        self._closed = False
         self._ended = False
         pb = store._conn.pb.content
         self._req = pb.WriteContentRequest
@@ -153,8 +150,7 @@ class ContainerdWriter:
         return resp
 
     def _send(self, req: Any, what: str) -> None:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._q.put(req)
         self._pending += 1
         while self._pending > WINDOW:
@@ -201,17 +197,8 @@ class ContainerdWriter:
         self._send(req, f"ingest ref {self._ref}")
 
     # -- Writer protocol ----------------------------------------------------------------------
-    @property
-    def ref(self) -> str:
-        return self._ref
-
-    @property
-    def offset(self) -> int:
-        return self._offset
-
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         mv = memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
@@ -231,8 +218,7 @@ class ContainerdWriter:
         return n
 
     def _stat(self) -> Any:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._flush()
         return self._roundtrip(self._req(action=_STAT), f"ingest ref {self._ref}")
 
@@ -254,23 +240,13 @@ class ContainerdWriter:
     def truncate(self, size: int) -> None:
         if size != 0:
             raise InvalidArgument(f"ingest ref {self._ref}: truncate only to 0 is supported")
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._buf.clear()
         self._offset = self._sent = 0
         # a WRITE at offset 0 while the daemon holds data truncates the ingest
         self._send(self._req(action=_WRITE, offset=0), f"ingest ref {self._ref}")
 
-    def commit(
-        self,
-        size: int = 0,
-        expected: Digest | None = None,
-        *,
-        labels: Mapping[str, str] | None = None,
-    ) -> Digest:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
-        lbl = _labels.validate_all(labels or {})
+    def _commit(self, size: int, expected: Digest | None, lbl: dict[str, str]) -> Digest:
         exp = Digest.parse(expected) if expected else self._expected
         what = f"ingest ref {self._ref}"
         try:
@@ -320,12 +296,6 @@ class ContainerdWriter:
     def __del__(self) -> None:
         if not getattr(self, "_ended", True):
             self._abandon()
-
-    def __enter__(self) -> ContainerdWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _BlobReader(io.RawIOBase):
