@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import (
     AlreadyExists,
@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ._proto import load
 
-__all__ = ["Connection", "map_error", "one_line"]
+__all__ = ["Connection", "Service", "map_error", "one_line"]
 
 #: the server's limit each way is 16 MiB; stay below it with room for the envelope
 MAX_MESSAGE = 16 << 20
@@ -247,6 +247,21 @@ class Connection:
         """Start a bidirectional stream; returns the call (an iterator of responses)."""
         _, c = self._callable(service, method)
         return c(iter(requests), metadata=self.headers(namespace, lease))
+
+
+class Service:
+    """A client of one containerd service (``SERVICE``) in one namespace."""
+
+    SERVICE: ClassVar[str]
+
+    def __init__(self, conn: Connection, namespace: str) -> None:
+        self._conn = conn
+        self.namespace = namespace
+
+    def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
+        return self._conn.call(
+            self.SERVICE, method, req, namespace=self.namespace, what=what, lease=lease
+        )
 
 
 def _is_rpc_error(exc: BaseException) -> bool:

@@ -47,7 +47,7 @@ from ..errors import (
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ._convert import to_datetime
-from ._rpc import Connection, map_error
+from ._rpc import Connection, Service, map_error
 
 __all__ = ["CHUNK", "WINDOW", "ContainerdContentStore", "ContainerdWriter"]
 
@@ -355,13 +355,7 @@ class _BlobReader(io.RawIOBase):
                 req = self._store._conn.pb.content.ReadContentRequest(
                     digest=self._dgst, offset=self._pos
                 )
-                self._stream = self._store._conn.call(
-                    "Content",
-                    "Read",
-                    req,
-                    namespace=self._store.namespace,
-                    what=f"content {self._dgst}",
-                )
+                self._stream = self._store._call("Read", req, f"content {self._dgst}")
             try:
                 resp = next(self._stream)
             except StopIteration:
@@ -379,25 +373,21 @@ class _BlobReader(io.RawIOBase):
         super().close()
 
 
-class ContainerdContentStore:
+class ContainerdContentStore(Service):
     """The content store of one containerd namespace.
 
     ``lease``: the lease of writers opened without one (:meth:`Client.with_lease`).
     """
 
+    SERVICE = "Content"
+
     def __init__(self, conn: Connection, namespace: str, *, lease: str | None = None) -> None:
-        self._conn = conn
-        self.namespace = namespace
+        super().__init__(conn, namespace)
         self.lease = lease
 
     @property
     def address(self) -> str:
         return self._conn.address
-
-    def _unary(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.call(
-            "Content", method, req, namespace=self.namespace, what=what, lease=lease
-        )
 
     def _info(self, pb: Any) -> Info:
         return Info(
@@ -432,12 +422,7 @@ class ContainerdContentStore:
             return b""
         pb = self._conn.pb.content
         req = pb.ReadContentRequest(digest=dgst, offset=offset, size=n)
-        parts = [
-            r.data
-            for r in self._conn.call(
-                "Content", "Read", req, namespace=self.namespace, what=f"content {dgst}"
-            )
-        ]
+        parts = [r.data for r in self._call("Read", req, f"content {dgst}")]
         return b"".join(parts)[:n]
 
     # -- Ingester ---------------------------------------------------------------------------
@@ -489,7 +474,7 @@ class ContainerdContentStore:
     def info(self, dgst: Digest) -> Info:
         dgst = Digest.parse(dgst)
         req = self._conn.pb.content.InfoRequest(digest=dgst)
-        return self._info(self._unary("Info", req, f"content {dgst}").info)
+        return self._info(self._call("Info", req, f"content {dgst}").info)
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         dgst = Digest.parse(info.digest)
@@ -500,35 +485,33 @@ class ContainerdContentStore:
             info=pb.Info(digest=dgst, labels=dict(info.labels)),
             update_mask=self._conn.field_mask(paths=list(fieldpaths)),
         )
-        return self._info(self._unary("Update", req, f"content {dgst}").info)
+        return self._info(self._call("Update", req, f"content {dgst}").info)
 
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
         _filters.parse(filters)  # pallet's syntax errors, before the daemon's
         req = self._conn.pb.content.ListContentRequest(filters=list(filters))
-        for resp in self._conn.call(
-            "Content", "List", req, namespace=self.namespace, what="content list"
-        ):
+        for resp in self._call("List", req, "content list"):
             for i in resp.info:
                 yield self._info(i)
 
     def delete(self, dgst: Digest) -> None:
         dgst = Digest.parse(dgst)
         req = self._conn.pb.content.DeleteContentRequest(digest=dgst)
-        self._unary("Delete", req, f"content {dgst}")
+        self._call("Delete", req, f"content {dgst}")
 
     # -- IngestManager ----------------------------------------------------------------------
     def status(self, ref: str) -> Status:
         _validate_ref(ref)
         req = self._conn.pb.content.StatusRequest(ref=ref)
-        return self._status(self._unary("Status", req, f"ingest ref {ref}").status)
+        return self._status(self._call("Status", req, f"ingest ref {ref}").status)
 
     def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]:
         _filters.parse(filters)
         req = self._conn.pb.content.ListStatusesRequest(filters=list(filters))
-        resp = self._unary("ListStatuses", req, "ingest list")
+        resp = self._call("ListStatuses", req, "ingest list")
         return [self._status(s) for s in resp.statuses]
 
     def abort(self, ref: str) -> None:
         _validate_ref(ref)
         req = self._conn.pb.content.AbortRequest(ref=ref)
-        self._unary("Abort", req, f"ingest ref {ref}")
+        self._call("Abort", req, f"ingest ref {ref}")

@@ -18,7 +18,7 @@ from ..errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, 
 from ..mount import Mount
 from ..snapshots import Info, Kind, Usage
 from ._convert import mounts_from_pb, to_datetime
-from ._rpc import Connection
+from ._rpc import Connection, Service
 
 __all__ = ["ContainerdSnapshotter"]
 
@@ -26,24 +26,20 @@ _KINDS = {1: Kind.VIEW, 2: Kind.ACTIVE, 3: Kind.COMMITTED}
 _KIND_NUMBERS = {v: k for k, v in _KINDS.items()}
 
 
-class ContainerdSnapshotter:
+class ContainerdSnapshotter(Service):
     """Snapshotter ``name`` of one containerd namespace.
 
     ``lease``: the lease of ``prepare``/``view``/``commit`` called without one.
     """
 
+    SERVICE = "Snapshots"
+
     def __init__(
         self, conn: Connection, namespace: str, name: str = "native", *, lease: str | None = None
     ) -> None:
-        self._conn = conn
-        self.namespace = namespace
+        super().__init__(conn, namespace)
         self.name = name
         self.lease = lease
-
-    def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.call(
-            "Snapshots", method, req, namespace=self.namespace, what=what, lease=lease
-        )
 
     def _what(self, key: str) -> str:
         return f"snapshot {self.name}/{key}"
@@ -163,8 +159,6 @@ class ContainerdSnapshotter:
         req = self._conn.pb.snapshots.ListSnapshotsRequest(
             snapshotter=self.name, filters=list(filters)
         )
-        for resp in self._conn.call(
-            "Snapshots", "List", req, namespace=self.namespace, what=self._what("*")
-        ):
+        for resp in self._call("List", req, self._what("*")):
             for i in resp.info:
                 yield self._info(i)
