@@ -94,13 +94,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from ..compression import decompressed_reader
+from ..content import Provider
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from .tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
 from .tar import display as _display
 from .tarreader import SPARSETYPE, Entry, FormatError, TarReader
 
-__all__ = ["ApplyResult", "apply_tar"]
+__all__ = ["ApplyResult", "apply_blob", "apply_tar"]
 
 _MAX_HOPS: Final = 255  # symlinks followed per resolution (continuity fs.RootPath)
 _MAX_WARNINGS: Final = 1000
@@ -798,3 +801,19 @@ def apply_tar(
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise DigestMismatch(f"layer {diff_id}: expected diff_id {expected_diff_id}")
     return ApplyResult(diff_id=diff_id, size=reader.size, warnings=tuple(applier.warnings))
+
+
+def apply_blob(
+    provider: Provider,
+    blob: Descriptor,
+    root: str | os.PathLike[str],
+    *,
+    expected_diff_id: Digest | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """:func:`apply_tar` of the stored layer ``blob``, decompressed as its bytes say."""
+    with (
+        provider.open(blob) as raw,
+        decompressed_reader(raw, name=f"layer {blob.digest}") as tar,
+    ):
+        return apply_tar(tar, root, expected_diff_id=expected_diff_id, on_warning=on_warning)

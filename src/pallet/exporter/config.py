@@ -246,13 +246,7 @@ class PlatformEntry:
 def default_config(platform: Platform) -> bytes:
     """The config used when the frontend gives none (spec §2.4 step 1, §5.2)."""
     p = normalize(platform)
-    img: dict[str, Any] = {"architecture": p.architecture, "os": p.os}
-    if p.os_version:
-        img["os.version"] = p.os_version
-    if p.os_features:
-        img["os.features"] = list(p.os_features)
-    if p.variant:
-        img["variant"] = p.variant
+    img = p.to_json()  # the image's platform fields, as in a descriptor
     cfg: dict[str, Any] = {}
     if p.os != "windows":
         cfg["Env"] = ["PATH=" + DEFAULT_PATH]

@@ -207,14 +207,32 @@ class Blob:
         return self.descriptor.digest
 
 
-def config_blob(data: bytes, *, oci: bool) -> Blob:
-    """The config blob (no labels)."""
+def _blob(
+    data: bytes,
+    media_type: str,
+    what: str,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    platform: Platform | None = None,
+) -> Blob:
     d = canonical(data)
     return Blob(
-        descriptor=Descriptor(media_type=config_media_type(oci), digest=d, size=len(data)),
+        descriptor=Descriptor(
+            media_type=media_type,
+            digest=d,
+            size=len(data),
+            annotations=dict(annotations or {}),
+            platform=platform,
+        ),
         data=data,
-        progress=f"exporting config {d}",
+        labels=dict(labels or {}),
+        progress=f"exporting {what} {d}",
     )
+
+
+def config_blob(data: bytes, *, oci: bool) -> Blob:
+    """The config blob (no labels)."""
+    return _blob(data, config_media_type(oci), "config")
 
 
 def manifest_blob(
@@ -227,19 +245,13 @@ def manifest_blob(
     platform: Platform | None = None,
 ) -> Blob:
     """A manifest blob with its GC labels; ``layers`` already converted."""
-    data = encode_manifest(config=config, layers=layers, oci=oci, annotations=annotations)
-    d = canonical(data)
-    return Blob(
-        descriptor=Descriptor(
-            media_type=manifest_media_type(oci),
-            digest=d,
-            size=len(data),
-            annotations=dict(descriptor_annotations or {}),
-            platform=platform,
-        ),
-        data=data,
-        labels=manifest_gc_labels(config.digest, [layer.digest for layer in layers]),
-        progress=f"exporting manifest {d}",
+    return _blob(
+        encode_manifest(config=config, layers=layers, oci=oci, annotations=annotations),
+        manifest_media_type(oci),
+        "manifest",
+        manifest_gc_labels(config.digest, [layer.digest for layer in layers]),
+        descriptor_annotations,
+        platform,
     )
 
 
@@ -251,16 +263,10 @@ def index_blob(
     descriptor_annotations: Mapping[str, str] | None = None,
 ) -> Blob:
     """An index (manifest list) blob with its GC labels."""
-    data = encode_index(manifests, oci=oci, annotations=annotations)
-    d = canonical(data)
-    return Blob(
-        descriptor=Descriptor(
-            media_type=index_media_type(oci),
-            digest=d,
-            size=len(data),
-            annotations=dict(descriptor_annotations or {}),
-        ),
-        data=data,
-        labels=index_gc_labels([m.digest for m in manifests]),
-        progress=f"exporting manifest list {d}",
+    return _blob(
+        encode_index(manifests, oci=oci, annotations=annotations),
+        index_media_type(oci),
+        "manifest list",
+        index_gc_labels([m.digest for m in manifests]),
+        descriptor_annotations,
     )
