@@ -11,6 +11,7 @@ that needs them.
 
 from __future__ import annotations
 
+from ._export import parse_output
 from ._store import Store
 from ._types import Config, ExportResult, Image, Layer, RootFS
 from .errors import (
@@ -26,6 +27,7 @@ from .errors import (
 )
 from .oci.descriptor import Descriptor, Platform
 from .oci.digest import Digest
+from .progress import Progress
 
 __version__ = "0.1.0"
 
@@ -44,9 +46,11 @@ __all__ = [
     "Layer",
     "NotFound",
     "Platform",
+    "Progress",
     "RootFS",
     "Store",
     "Unavailable",
     "Unsupported",
     "__version__",
+    "parse_output",
 ]

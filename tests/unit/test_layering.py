@@ -51,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "_archive": {"*"},
     "_manage": {"*"},
     "cli": {"*"},
-    "__init__": {"errors", "oci", "_store", "_types"},
+    "__init__": {"errors", "oci", "progress", "_export", "_store", "_types"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
