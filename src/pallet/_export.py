@@ -137,6 +137,10 @@ def _raw_output(i: int, spec: OutputSpec) -> _Output:
     stream: BinaryIO | None = None
     dest = attrs.get("dest")
     if dest is not None and _is_stream(dest):
+        if attrs.get("tar") in _FALSE:
+            raise InvalidArgument(
+                f"outputs[{i}]: tar=false writes a directory: want a path as dest"
+            )
         stream, attrs["dest"] = dest, "-"
     elif isinstance(dest, os.PathLike):
         attrs["dest"] = os.fspath(dest)
@@ -806,7 +810,8 @@ def export(
         for pid, items in plan.stacks.items():
             target = Platform.parse(pid) if pid else plan.single or Platform.default()
             parent, cfg_bytes = "", b""
-            if base is not None and base_root is not None:
+            if base is not None:
+                assert base_root is not None
                 layers, cfg_bytes = _base_layers(backend, base_root, base, target)
                 rootfs = any(isinstance(x, RootFS) for x in items)
                 parent = _base_chain(db, backend, layers, rootfs, slease, warn)
