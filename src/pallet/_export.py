@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
 import os
@@ -122,7 +123,28 @@ def _kind(value: object) -> str:
 
 
 def _is_stream(value: object) -> bool:
-    return callable(getattr(value, "write", None))
+    """A file object to write a tarball to: a binary one, or a refusal naming it."""
+    if not callable(getattr(value, "write", None)):
+        return False
+    if isinstance(value, io.TextIOBase):
+        raise InvalidArgument(
+            f"dest {value!r}: a text stream; want a binary file object (open(…, 'wb'), BytesIO)"
+        )
+    return True
+
+
+def _check_dest(spec: _Output) -> None:
+    """A layout directory's dest: the exporter writes into an existing directory, or makes it
+    (and its parents); anything else in the way is the caller's mistake, said before any I/O."""
+    dest, tar = spec.attrs.get("dest"), spec.attrs.get("tar")
+    if (
+        spec.kind != "image"
+        and dest
+        and tar in _FALSE
+        and os.path.lexists(dest)
+        and not os.path.isdir(dest)
+    ):
+        raise InvalidArgument(f"dest {dest}: exists and is not a directory")
 
 
 def _raw_output(i: int, spec: OutputSpec) -> _Output:
@@ -742,6 +764,8 @@ def export(
         specs = [keywords.resolve()]
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"progress {progress!r}: want a callable taking pallet.Progress")
+    for spec in specs:
+        _check_dest(spec)
     plan = _plan(inputs, platform)
     config = config or Config()
     _check_config(config)
@@ -753,6 +777,8 @@ def export(
         or not -(2**63) <= source_date_epoch < 2**63
     ):
         raise InvalidArgument(f"source_date_epoch {source_date_epoch!r}: want seconds as an int")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise InvalidArgument(f"ca file {os.fspath(ca_file)}: not a file")
     warn = on_warning or _log.warning
     options = Options(ca_file=os.fspath(ca_file)) if ca_file is not None else None
     if len(plan.ids) == 1:

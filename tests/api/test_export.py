@@ -274,6 +274,14 @@ def test_tarball_to_a_path_and_to_a_file_object(
         validate_layout(buf.getvalue())
 
 
+def test_layout_directory(store: pallet.Store, tmp_path: Path) -> None:
+    src = tree(tmp_path / "d", {"f": b"1"})
+    dest = tmp_path / "layout"
+    result = store.export([pallet.Layer(str(src))], output="oci", dest=dest, tar=False)
+    (root,) = validate_layout(dest)
+    assert str(root.digest) == result.digest
+
+
 def test_several_outputs_in_one_export(store: pallet.Store, tmp_path: Path) -> None:
     src = tree(tmp_path / "d", {"f": b"1"})
     buf = io.BytesIO()
@@ -422,6 +430,10 @@ def test_concurrent_exports_on_one_store(store: pallet.Store, tmp_path: Path) ->
         ({"config": pallet.Config(raw={"x": object()})}, "config raw: not JSON"),
         ({"source_date_epoch": "1700000000"}, "source_date_epoch '1700000000'"),
         ({"base": "a b"}, "base a b: not in the store and not a reference"),
+        ({"ca_file": "/nope/ca.pem"}, "ca file /nope/ca.pem: not a file"),
+        ({"output": "oci", "dest": io.StringIO()}, "a text stream; want a binary file object"),
+        ({"output": "oci", "dest": "/proc/version", "tar": False}, "is not a directory"),
+        ({"outputs": [{"type": "oci", "dest": io.BytesIO(), "tar": "false"}]}, "tar=false"),
     ],
 )
 def test_bad_input_names_the_value_and_leaves_nothing(
