@@ -11,6 +11,7 @@ that needs them.
 
 from __future__ import annotations
 
+from ._export import parse_output
 from ._store import Store
 from ._types import (
     ArchiveImage,
@@ -84,4 +85,5 @@ __all__ = [
     "UnpackResult",
     "Unsupported",
     "__version__",
+    "parse_output",
 ]

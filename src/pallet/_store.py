@@ -27,14 +27,22 @@ from typing import IO, TYPE_CHECKING
 from ._views import ContentStore, LeaseManager
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import BinaryIO, Literal
+
     from ._backend import Backend
+    from ._export import OutputSpec, PlatformSpec
     from ._types import (
         ArchiveImage,
+        Config,
         ContainerdVersion,
         CopyResult,
+        ExportResult,
         FsckReport,
         GCStats,
         Image,
+        Layer,
+        RootFS,
         UnpackResult,
     )
     from .oci.descriptor import Descriptor, Platform
@@ -130,7 +138,187 @@ class Store:
         return f"<pallet.Store {self.kind} {self.where}>"
 
     # --- export: pallet._export -------------------------------------------------------------
-    # (methods of this area go here)
+
+    def export(
+        self,
+        inputs: Sequence[Layer | RootFS] = (),
+        *,
+        base: str | None = None,
+        config: Config | None = None,
+        platform: PlatformSpec | None = None,
+        names: str | Sequence[str] = (),
+        output: Literal["image", "oci", "docker"] | None = None,
+        dest: StrPath | BinaryIO | None = None,
+        tar: bool | None = None,
+        push: bool | None = None,
+        push_by_digest: bool | None = None,
+        insecure: bool | None = None,
+        store: bool | None = None,
+        unpack: bool | None = None,
+        compression: Literal["uncompressed", "gzip", "zstd"] | None = None,
+        compression_level: int | None = None,
+        force_compression: bool | None = None,
+        oci_mediatypes: bool | None = None,
+        oci_artifact: bool | None = None,
+        rewrite_timestamp: bool | None = None,
+        annotations: Mapping[str, str] | None = None,
+        dangling_name_prefix: str | None = None,
+        dangling_name_empty_only: bool | None = None,
+        name_canonical: bool | None = None,
+        attestation_inline: bool | None = None,
+        prefer_nondist_layers: bool | None = None,
+        options: Mapping[str, str] | None = None,
+        outputs: Sequence[OutputSpec] | None = None,
+        source_date_epoch: int | None = None,
+        base_insecure: bool = False,
+        ca_file: StrPath | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> ExportResult:
+        """Export directories as an image: BuildKit's image exporter, without a build.
+
+        Example::
+
+            result = store.export(
+                [pallet.Layer("dist", dest="/app")],
+                base="docker.io/library/python:3.12-slim",
+                config=pallet.Config(cmd=["python", "-m", "app"], env={"PYTHONUNBUFFERED": "1"}),
+                names=["registry.example.com/app:1"],
+                push=True,
+                compression="zstd",
+            )
+            print(result.digest)
+
+        Each platform's image is ``base``'s layers, then one layer per input, bottom first. A
+        :class:`Layer` is the whole tree of its directory placed at ``dest``; a
+        :class:`RootFS` is a complete filesystem diffed against what is below it (files it
+        lacks become whiteouts), so every RootFS comes before the Layers. The directories are
+        read in place, never copied; a file that changes while it is read fails the export.
+
+        What can be checked without I/O is checked before anything is written, and a failed
+        export leaves no image, lease or blob behind.
+
+        Args:
+            inputs: the layers of every platform (a single :class:`Layer` or :class:`RootFS`
+                is taken as a list of one).
+            base: an image to start from: in this store (as named, or in its normalised form:
+                ``alpine`` is ``docker.io/library/alpine:latest``), else pulled from its
+                registry. Its layer blobs are reused as they are, and unpacked only when a
+                RootFS must be diffed against them. Pulled for each platform of the export.
+            config: the image config: ``Config.raw`` (a whole config) or the base's, with the
+                fields of ``config`` set on top.
+            platform: ``None``: one image for this machine's platform. ``"linux/arm64"`` (or a
+                :class:`Platform`): one image for that platform. A list of platforms, or
+                ``"linux/amd64,linux/arm64"``: an index, each platform's image made of
+                ``inputs``. A mapping platform -> inputs: an index, each platform's image made
+                of ``inputs`` then its own (``{"linux/amd64": [pallet.RootFS("amd64")], …}``).
+                A list or a mapping of one platform gives an index of one, as BuildKit does
+                for a multi-platform build.
+            names: the image's names: it is stored under them and pushed to them.
+            output: ``"image"`` (default): into this store, named, unpacked and pushed as
+                asked. ``"oci"`` / ``"docker"``: an OCI layout or Docker archive tarball,
+                written to ``dest``.
+            dest: where a tarball goes: a path (written through a temporary file, so nothing is
+                left on failure), a binary file object, or ``"-"`` for standard output; with
+                ``tar=False`` a directory that becomes an OCI layout.
+            tar: False writes an OCI layout directory at ``dest`` instead of a tarball.
+            push: push the image to its names' registries (default False).
+            push_by_digest: push without tags, by digest only (default False).
+            insecure: push over plain HTTP or unverified TLS (``registry.insecure``; default
+                False; loopback registries use plain HTTP anyway).
+            store: keep the image in the store (default True); False with ``push=True`` only
+                pushes, and then a registry base's layers are never downloaded.
+            unpack: unpack the image into the store's snapshotter (containerd: for
+                ``ctr run``; default False).
+            compression: the layers' compression (default ``"gzip"``). Layers that already
+                have a blob are reused as they are unless ``force_compression``.
+            compression_level: gzip 0-9, zstd 0-22 (default: the compressor's).
+            force_compression: recompress reused layers to ``compression`` (default False).
+            oci_mediatypes: OCI media types (default True); False gives Docker's.
+            oci_artifact: default ``oci_mediatypes``.
+            rewrite_timestamp: clamp every file time later than the epoch to it, so that
+                checkouts made at different times give the same layers (default False).
+            annotations: OCI annotations in buildx's ``--annotation`` syntax:
+                ``{"org.opencontainers.image.source": "…"}`` annotates each manifest;
+                ``"index:KEY"``, ``"manifest-descriptor:KEY"``, ``"index-descriptor:KEY"``
+                and ``"manifest[linux/arm64]:KEY"`` choose where.
+            dangling_name_prefix: name an image that has no name ``<prefix>@<digest>``.
+            dangling_name_empty_only: only when it has no other name (default False).
+            name_canonical: also name it ``<name>@<digest>`` (default False).
+            attestation_inline: BuildKit's; pallet makes no attestations (default True).
+            prefer_nondist_layers: BuildKit's ``prefer-nondist-layers`` (default False).
+            options: more exporter attrs, as ``-o`` spells them
+                (``{"unsafe-internal-store-allow-incomplete": "true"}``, metadata keys such as
+                ``containerimage.config``); a key also given as a keyword is an error.
+            outputs: several outputs of one export, instead of the output keywords above: each
+                ``-o`` text (``"type=oci,dest=app.tar"``) or its attrs as a mapping
+                (``{"type": "oci", "dest": app_file}``; ``dest`` may be a path or a binary file
+                object). The same snapshots feed every output; ``result`` holds the responses
+                merged, the last output's digest.
+            source_date_epoch: the export's epoch, in seconds: the config, history, manifest,
+                index and image record times are fixed to it, so the same trees give the same
+                digest anywhere. Default: ``$SOURCE_DATE_EPOCH``, as reproducible-builds tools
+                do. An output's ``source-date-epoch`` attr overrides it (``""`` disables it).
+            base_insecure: pull ``base`` over plain HTTP or unverified TLS.
+            ca_file: a PEM bundle of extra CAs trusted for registries (pull and push).
+            progress: called with each :class:`Progress` event, from several threads. Each
+                event's ``vertex`` names its step (``resolving <base>``, ``exporting to
+                image``, …); the event whose ``id`` is its ``vertex`` reports the step itself.
+            on_warning: called with BuildKit's warnings and the entries the differ skipped
+                (default: the ``pallet`` logger).
+
+        Returns:
+            The :class:`ExportResult`: ``digest`` (the manifest's, or the index's),
+            ``metadata`` (buildx's ``--metadata-file`` content) and ``names``.
+
+        Raises:
+            InvalidArgument: a bad input, platform, config field or option, naming it (the
+                exporter's options with BuildKit's texts).
+            NotFound: the base is not in the store, nor in its registry.
+            Error: anything else that fails (a registry, a file changed while read, ...).
+        """
+        from ._export import OutputKeywords, export
+
+        keywords = OutputKeywords(
+            output=output,
+            names=names,
+            dest=dest,
+            tar=tar,
+            flags={
+                "push": push,
+                "push_by_digest": push_by_digest,
+                "insecure": insecure,
+                "store": store,
+                "unpack": unpack,
+                "force_compression": force_compression,
+                "oci_mediatypes": oci_mediatypes,
+                "oci_artifact": oci_artifact,
+                "rewrite_timestamp": rewrite_timestamp,
+                "dangling_name_empty_only": dangling_name_empty_only,
+                "name_canonical": name_canonical,
+                "attestation_inline": attestation_inline,
+                "prefer_nondist_layers": prefer_nondist_layers,
+            },
+            compression=compression,
+            compression_level=compression_level,
+            annotations=annotations,
+            dangling_name_prefix=dangling_name_prefix,
+            options=options,
+        )
+        return export(
+            self._backend,
+            inputs,
+            platform=platform,
+            base=base,
+            config=config,
+            keywords=keywords,
+            outputs=outputs,
+            source_date_epoch=source_date_epoch,
+            base_insecure=base_insecure,
+            ca_file=ca_file,
+            progress=progress,
+            on_warning=on_warning,
+        )
 
     # --- registries: pallet._registry -----------------------------------------------------------
     def push(

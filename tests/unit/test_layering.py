@@ -67,7 +67,7 @@ ALLOWED: dict[str, set[str]] = {
     "_manage": {"*"},
     "_views": {"_backend", "_manage", "_types"},
     "cli": {"*"},
-    "__init__": {"errors", "oci", "progress", "_store", "_types", "_views"},
+    "__init__": {"errors", "oci", "progress", "_export", "_store", "_types", "_views"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
