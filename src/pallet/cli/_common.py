@@ -14,17 +14,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import InvalidArgument, NotFound
+from .. import InvalidArgument
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .. import Image as PublicImage
     from .. import Store as PublicStore
-    from ..images import Image, ImageStore
-
-    # the one place the command line names the embedded store's module
-    from ..metadata.store import Store as Store
 
     #: a command's function: parsed arguments in, exit status out
     Run = Callable[[argparse.Namespace], int]
@@ -38,11 +32,8 @@ __all__ = [
     "add_global_flags",
     "command_group",
     "command_parser",
-    "default_root",
-    "find_image",
     "human",
     "image_json",
-    "open_store",
     "output",
     "pallet_store",
     "parse_kv",
@@ -99,18 +90,6 @@ def add_command(group: Group, name: str, fn: Run, help: str, **kw: Any) -> argpa
     add_global_flags(sp)
     sp.set_defaults(func=fn)
     return sp
-
-
-def default_root() -> Path:
-    """``$PALLET_ROOT``, else ``$XDG_DATA_HOME/pallet``, else ``~/.local/share/pallet``."""
-    from pathlib import Path
-
-    env = os.environ.get("PALLET_ROOT")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "pallet"
 
 
 def add_containerd_arguments(
@@ -170,13 +149,6 @@ def pallet_store(args: argparse.Namespace, *, containerd: bool | None = None) ->
     )
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    """The embedded store at ``--root`` (else :func:`default_root`)."""
-    from ..metadata import store
-
-    return store.open_store(args.root or default_root())
-
-
 def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:
     """Print ``obj`` as JSON with ``--format json``, else ``text()`` (if not empty)."""
     if args.format == "json":
@@ -234,22 +206,3 @@ def parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
             raise InvalidArgument(f"{what} {it!r}: want key=value")
         out[k] = v
     return out
-
-
-def find_image(images: ImageStore, ref: str) -> Image:
-    """The image named ``ref`` as written, else by its normalised form (``foo`` ->
-    ``docker.io/library/foo:latest``)."""
-    from ..oci.reference import Reference
-
-    try:
-        return images.get(ref)
-    except NotFound:
-        pass
-    try:
-        full = str(Reference.parse(ref))
-    except InvalidArgument:
-        raise NotFound(f"image {ref}: not found") from None
-    try:
-        return images.get(full)
-    except NotFound:
-        raise NotFound(f"image {ref}: not found") from None

@@ -17,9 +17,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .. import Config, InvalidArgument, Layer, Platform, RootFS, Store, parse_output
-from ._common import command_parser
-from .backend import add_arguments, wants_containerd
+from .. import Config, InvalidArgument, Layer, Platform, RootFS, parse_output
+from ._common import add_containerd_arguments, command_parser, pallet_store
 from .progress import MODES, progress_steps
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
         help="allow plain HTTP and unverified TLS when pulling --base from a registry",
     )
     sp.add_argument("--ca-file", metavar="PEM", help="CA bundle for registries")
-    add_arguments(sp, snapshotter=True)
+    add_containerd_arguments(sp, snapshotter=True)
     sp.set_defaults(inputs=[])
     return sp
 
@@ -243,15 +242,6 @@ def _warn(msg: str) -> None:
     print(f"WARNING: {msg}", file=sys.stderr)
 
 
-def _open_store(args: argparse.Namespace) -> Store:
-    """The embedded store at ``--root``, or containerd when asked for."""
-    if wants_containerd(args):
-        return Store.containerd(
-            args.containerd or None, args.namespace, snapshotter=args.snapshotter, root=args.root
-        )
-    return Store(args.root)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     outputs = _outputs(args)
     for o in outputs:
@@ -263,7 +253,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         os.path.dirname(os.path.abspath(args.metadata_file))
     ):
         raise InvalidArgument(f"metadata file {args.metadata_file}: directory does not exist")
-    with _open_store(args) as store, progress_steps(args.progress) as steps:
+    with pallet_store(args) as store, progress_steps(args.progress) as steps:
         result = store.export(
             inputs,
             platform=platform,

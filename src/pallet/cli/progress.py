@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any, TextIO
 
-from ..errors import InvalidArgument
-from ..progress import Progress
+from .. import InvalidArgument, Progress
 
 __all__ = ["MODES", "Renderer", "Steps", "make", "progress_session", "progress_steps"]
 
