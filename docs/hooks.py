@@ -6,9 +6,10 @@
 * ``<!-- pallet:include PATH -->`` becomes the file at ``PATH`` (relative to the repository
   root), e.g. ``BENCHMARKS.md``. Its links to repository files that are not pages of the site
   become plain code spans, so that ``mkdocs build --strict`` checks every link that remains.
-* :class:`ReSTRoles`, a griffe extension (``mkdocs.yml`` loads it into mkdocstrings), lets the
+* :class:`SphinxStyle`, a griffe extension (``mkdocs.yml`` loads it into mkdocstrings), lets the
   docstrings keep their reST spelling: a role such as ``:meth:`containerd``` becomes a link when
-  its target is on the API page, else a code span; ``Example::`` becomes an *Example* heading.
+  its target is on the API page, else a code span; ``Example::`` becomes an *Example* heading;
+  and the ``#:`` comment above an attribute (a dataclass field) is its docstring, as in Sphinx.
 
 The hook renders the ``pallet`` it imports; it refuses to build from an installed copy other than
 this checkout's ``src/`` (the site would document other code than the one in the tree).
@@ -27,7 +28,7 @@ from typing import Any
 
 import griffe
 
-__all__ = ["ReSTRoles", "cli_reference", "include", "on_page_markdown", "subcommands"]
+__all__ = ["SphinxStyle", "cli_reference", "include", "on_page_markdown", "subcommands"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,11 +146,22 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 _ROLE = re.compile(
     r":(?:py:)?(?:class|meth|func|mod|data|attr|exc|obj|const):`(~?)\.?([^`]+?)(?:\(\))?`"
 )
-_EXAMPLE = re.compile(r"^(\s*)Example::\s*$", re.M)
+_EXAMPLE = re.compile(r"^([ \t]*)Example::[ \t]*$", re.M)
 
 
-class ReSTRoles(griffe.Extension):
-    """Turn the reST roles and ``Example::`` markers of pallet's docstrings into Markdown.
+def _comment_above(lines: list[str], lineno: int) -> str:
+    """The ``#:`` comment lines right above line ``lineno`` (1-based), joined."""
+    out: list[str] = []
+    i = lineno - 2
+    while i >= 0 and lines[i].lstrip().startswith("#:"):
+        out.insert(0, lines[i].lstrip()[2:].strip())
+        i -= 1
+    return " ".join(out)
+
+
+class SphinxStyle(griffe.Extension):
+    """Turn the reST roles and ``Example::`` markers of pallet's docstrings into Markdown, and
+    give attributes their ``#:`` comments as docstrings.
 
     A role's target is looked up as Sphinx does (from the object outwards, then from the package);
     it links to the API page (``pallet.Name…``) when it is a public name or a member of one, and
@@ -169,6 +181,10 @@ class ReSTRoles(griffe.Extension):
         self._walk(pkg)
 
     def _walk(self, obj: griffe.Object) -> None:
+        if obj.docstring is None and obj.is_attribute and obj.lineno:
+            comment = _comment_above(obj.module.lines, obj.lineno)
+            if comment:
+                obj.docstring = griffe.Docstring(comment, parent=obj)
         if obj.docstring is not None:
             text = _ROLE.sub(lambda m: self._role(obj, m), obj.docstring.value)
             obj.docstring.value = _EXAMPLE.sub(r"\1**Example**", text)

@@ -21,7 +21,7 @@ from support.docs import DocRegistry, cli
 from support.registry import start_registry
 
 #: the ``pallet.Store`` calls the documentation's Python examples make
-API_CALLS = ("export", "push", "pull", "save", "load", "unpack", "images", "tag", "remove", "gc")
+API_CALLS = ("export", "push", "pull", "login", "logout", "save", "load", "unpack", "images")
 
 
 def _missing_calls() -> list[str]:

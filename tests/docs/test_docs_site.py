@@ -1,0 +1,88 @@
+"""The documentation site's generated pages: the command-line reference covers every command and
+sub-command, the API page every public name, and ``mkdocs build --strict`` passes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import pallet
+from pallet.cli.main import COMMANDS, command_parser
+from support.docs import REPO
+
+
+def _hooks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("pallet_docs_hooks", REPO / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _commands(prog: str, parser: argparse.ArgumentParser, hooks: ModuleType) -> list[str]:
+    out = [prog]
+    for name, sub in hooks.subcommands(parser):
+        out.extend(_commands(f"{prog} {name}", sub, hooks))
+    return out
+
+
+def test_cli_reference_has_every_command() -> None:
+    hooks = _hooks()
+    page = hooks.cli_reference()
+    headings = re.findall(r"^#+ `(pallet[^`]*)`$", page, re.M)
+    want = ["pallet"]
+    for name in COMMANDS:
+        want.extend(_commands(f"pallet {name}", command_parser(name), hooks))
+    assert headings == want
+    # each heading is followed by that parser's own help
+    export = command_parser("export")
+    assert "usage: pallet export" in page
+    for action in export._actions:
+        for flag in action.option_strings:
+            assert flag in page
+    # aliases are named, not repeated as commands
+    assert "Also spelt `pallet image`, `pallet i`." in page
+    assert "`pallet images list`" not in page
+
+
+def test_include_keeps_site_links_and_flattens_the_others(tmp_path: Path) -> None:
+    hooks = _hooks()
+    text = hooks.include("BENCHMARKS.md", REPO / "docs", REPO / "docs")
+    assert "`bench/README.md` (in the repository)" in text
+    assert "](bench/README.md)" not in text
+    # a link to a page of the site stays a link, relative to the including page
+    target = os.path.relpath(REPO / "docs" / "architecture.md", tmp_path)
+    (tmp_path / "x.md").write_text(f"[the architecture]({target}) [top](#top)\n")
+    rel = os.path.relpath(tmp_path / "x.md", REPO)
+    linked = hooks.include(rel, REPO / "docs" / "guides", REPO / "docs")
+    assert linked == "[the architecture](../architecture.md) [top](#top)\n"
+
+
+@pytest.mark.slow
+def test_site_builds_strict_and_documents_every_public_name(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    api = (site / "reference" / "api" / "index.html").read_text()
+    documented = set(re.findall(r'<h\d id="pallet\.([A-Za-z_]+)"', api))
+    assert documented == set(pallet.__all__)
+    cli = (site / "reference" / "cli" / "index.html").read_text()
+    assert 'id="pallet-export"' in cli
+    benchmarks = (site / "benchmarks" / "index.html").read_text()
+    assert "Current figures" in benchmarks
