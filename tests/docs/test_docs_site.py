@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -86,3 +88,49 @@ def test_site_builds_strict_and_documents_every_public_name(tmp_path: Path) -> N
     assert 'id="pallet-export"' in cli
     benchmarks = (site / "benchmarks" / "index.html").read_text()
     assert "Current figures" in benchmarks
+
+
+def _docstring_examples(doc: str) -> list[str]:
+    """The ``Example::`` blocks of a docstring, dedented."""
+    lines = inspect.cleandoc(doc).splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.strip() == "Example::":
+            indent = len(line) - len(line.lstrip())
+            block = []
+            for body in lines[i + 1 :]:
+                if body.strip() and len(body) - len(body.lstrip()) <= indent:
+                    break
+                block.append(body)
+            out.append(textwrap.dedent("\n".join(block)))
+    return out
+
+
+def _public_docstrings() -> list[tuple[str, str]]:
+    out = []
+    for name in pallet.__all__:
+        obj = getattr(pallet, name)
+        if isinstance(obj, str):
+            continue
+        out.append((name, obj.__doc__ or ""))
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                if not member.startswith("_"):
+                    out.append((f"{name}.{member}", getattr(value, "__doc__", None) or ""))
+    return out
+
+
+def test_docstring_examples_are_python() -> None:
+    """The API page shows each public name's ``Example::``: each is at least valid Python (a
+    ``"\\n"`` in a docstring that is not raw, say, breaks it)."""
+    broken = []
+    count = 0
+    for name, doc in _public_docstrings():
+        for example in _docstring_examples(doc):
+            count += 1
+            try:
+                compile(example, name, "exec")
+            except SyntaxError as exc:
+                broken.append(f"{name}: {exc.msg} in\n{example}")
+    assert count
+    assert not broken, "\n\n".join(broken)
