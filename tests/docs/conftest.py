@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import pallet
+from support.containerd import Containerd, start_containerd
 from support.docs import DocRegistry, cli
 from support.registry import start_registry
 
@@ -73,6 +74,15 @@ def doc_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocRegist
         yield DocRegistry(reg)
     finally:
         reg.stop()
+
+
+@pytest.fixture(scope="session")
+def docs_ctrd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """A containerd of the documentation's own: its examples name fixed namespaces (``default``,
+    ``dev``), which the session's shared daemon keeps for the tests that check them."""
+    c = start_containerd(tmp_path_factory.mktemp("ctrd-docs"))
+    yield c
+    c.stop()
 
 
 @pytest.fixture

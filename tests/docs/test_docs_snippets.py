@@ -15,9 +15,11 @@ The conventions the pages are written to, so that their examples run as they are
 * ``python`` blocks run in one namespace per page, in this process. ``sh`` blocks run each in
   ``bash -euo pipefail``, with this checkout's ``pallet`` first on ``$PATH``.
 * A page whose code mentions containerd (``--containerd``, ``Store.containerd``, ``ctr``) runs
-  against the suite's private containerd: ``$CONTAINERD_ADDRESS``, the default socket of
-  ``pallet --containerd``, ``pallet.Store.containerd()`` and ``ctr``, points at it. (Not
-  ``$PALLET_CONTAINERD_ADDRESS``: that one turns every command into a containerd one.)
+  against the documentation's own containerd (``docs_ctrd``; the examples use the namespaces
+  ``default`` and ``dev``, which the shared daemon keeps for other tests):
+  ``$CONTAINERD_ADDRESS``, the default socket of ``pallet --containerd``,
+  ``pallet.Store.containerd()`` and ``ctr``, points at it. (Not ``$PALLET_CONTAINERD_ADDRESS``:
+  that one turns every command into a containerd one.)
 * ``<!-- skip: next "why" -->`` before a block skips it; the reason is required. It is used for
   what a test cannot run here: ``scripts/setup.sh`` (it installs system packages), the whole
   suite, a server (``mkdocs serve``), and commands of other engines (``docker``, ``podman``,
@@ -147,7 +149,7 @@ def test_page_examples(
     monkeypatch.setenv("PALLET_ROOT", str(tmp_path / "store"))
     monkeypatch.setenv("PATH", f"{pallet_bin}{os.pathsep}{os.environ['PATH']}")
     if _CONTAINERD.search(_blocks(page, language)):
-        ctrd = request.getfixturevalue("ctrd")
+        ctrd = request.getfixturevalue("docs_ctrd")
         monkeypatch.setenv("CONTAINERD_ADDRESS", ctrd.socket)
 
     runner = _Runner(language, doc_registry, work, dict(os.environ))
