@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from ._common import open_store
+from ._common import add_containerd_arguments as add_arguments
+from ._common import open_store, wants_containerd
 
 if TYPE_CHECKING:
     from ..containerd import Client
@@ -29,45 +30,6 @@ if TYPE_CHECKING:
     from ..rootfs import Layer
 
 __all__ = ["Backend", "add_arguments", "connect", "open_backend", "wants_containerd"]
-
-
-def add_arguments(
-    p: argparse.ArgumentParser,
-    *,
-    snapshotter: bool = False,
-    what: str = "work on a containerd daemon instead of the embedded store",
-) -> None:
-    """Add ``--containerd[=SOCKET]`` (help: ``what`` and the default socket) and
-    ``--namespace`` (and ``--snapshotter``) to ``p``."""
-    p.add_argument(
-        "--containerd",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="SOCKET",
-        help=f"{what} (default socket: "
-        "$PALLET_CONTAINERD_ADDRESS, $CONTAINERD_ADDRESS, /run/containerd/containerd.sock)",
-    )
-    p.add_argument(
-        "--namespace",
-        metavar="NS",
-        help="containerd namespace (default: $PALLET_CONTAINERD_NAMESPACE, "
-        "$CONTAINERD_NAMESPACE, default)",
-    )
-    if snapshotter:
-        p.add_argument(
-            "--snapshotter",
-            metavar="NAME",
-            help="containerd snapshotter for unpack (default: $CONTAINERD_SNAPSHOTTER or "
-            "overlayfs)",
-        )
-
-
-def wants_containerd(args: argparse.Namespace) -> bool:
-    """``--containerd`` given, or ``$PALLET_CONTAINERD_ADDRESS`` set."""
-    if getattr(args, "containerd", None) is not None:
-        return True
-    return bool(os.environ.get("PALLET_CONTAINERD_ADDRESS"))
 
 
 @dataclass(slots=True)

@@ -41,7 +41,7 @@ from pallet.errors import DigestMismatch, Error, FailedPrecondition, InvalidArgu
 from pallet.oci import mediatypes as mt
 from support.tools import require_tool
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 
 
 def sha(data: bytes) -> str:
@@ -347,7 +347,7 @@ _CHILD = """
 import hashlib, sys
 sys.path.insert(0, {src!r})
 sys.path.insert(0, {tests!r})
-from test_compression import DATA, compress_all
+from test_codecs import DATA, compress_all
 from pallet.compression import Compression
 print(hashlib.sha256(compress_all(Compression({kind!r}), {level}, DATA, threads={threads},
                                   chunk={chunk})).hexdigest())

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pallet._gotime import Timestamp
 from pallet.errors import InvalidArgument
 from pallet.exporter.annotations import AnnotationType
-from pallet.exporter.config import Timestamp
 from pallet.exporter.options import (
     REWRITE_TIMESTAMP_CONFLICTS_WITH_UNPACK,
     REWRITE_TIMESTAMP_WITHOUT_EPOCH,

@@ -27,7 +27,7 @@ from pallet.errors import (
     Unsupported,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _py(code: str, **env: str) -> subprocess.CompletedProcess[str]:

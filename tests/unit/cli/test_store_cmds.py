@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from pallet.images import Image
 from pallet.metadata.store import open_store
-from support.images import random_image
+from support.images import build_index, random_image
 
 
 def run(
@@ -138,6 +139,38 @@ def test_images_tag_ls_inspect_rm_gc(tmp_path: Path) -> None:
     assert ok(run(root, "content", "ls", "-q")) == ""
 
 
+def test_images_ls_size_is_everything_the_image_references(tmp_path: Path) -> None:
+    """SIZE (and ``size`` in JSON) counts every blob an image references once, every platform
+    of an index, and a child the store lacks by its descriptor; ``root_size`` is the root's own
+    size, as ``target.size``."""
+    root = tmp_path / "s"
+    db = open_store(root)
+    shared = random.Random(3).randbytes(2000)
+    amd = random_image(db, 1, sizes=(3 << 20,), shared=[shared], platform="linux/amd64")
+    arm = random_image(db, 2, sizes=(1000,), shared=[shared], platform="linux/arm64")
+    s390 = random_image(db, 4, sizes=(5000,), platform="linux/s390x")
+    index = build_index(db, [amd, arm, s390])
+    db.images.create(Image(name="example.com/multi:1", target=index))
+    db.images.create(Image(name="example.com/single:1", target=amd.manifest))
+    # s390x was never pulled: its manifest (so its config and layer) is not in the store
+    db.content.delete(s390.manifest.digest)
+    db.close()
+    single = amd.manifest.size + amd.config.size + (3 << 20) + 2000
+    multi = single + index.size + arm.manifest.size + arm.config.size + 1000 + s390.manifest.size
+    out = {i["name"]: i for i in json.loads(ok(run(root, "images", "ls", "--format", "json")))}
+    assert (out["example.com/single:1"]["size"], out["example.com/multi:1"]["size"]) == (
+        single,
+        multi,
+    )
+    assert out["example.com/multi:1"]["root_size"] == index.size
+    assert out["example.com/multi:1"]["target"]["size"] == index.size
+    assert out["example.com/single:1"]["root_size"] == amd.manifest.size
+    rows = {r.split()[0]: r.split() for r in ok(run(root, "images", "ls")).splitlines()[1:]}
+    assert rows["example.com/single:1"][-2:] == [f"{single / (1 << 20):.1f}", "MiB"]
+    assert rows["example.com/multi:1"][-2:] == [f"{multi / (1 << 20):.1f}", "MiB"]
+    assert "every platform" in ok(run(root, "images", "ls", "--help"))
+
+
 def test_images_rm_no_gc_keeps_the_blobs(tmp_path: Path) -> None:
     root = tmp_path / "s"
     db = open_store(root)
@@ -156,7 +189,7 @@ def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
     name, the last one with ``sync`` unless ``--no-gc``, and close the store, also on error."""
     from typing import Any, cast
 
-    from pallet.cli import backend
+    from pallet import _backend
     from pallet.cli.main import main
     from pallet.errors import NotFound
 
@@ -169,15 +202,17 @@ def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
                 raise NotFound(f"image {name}: not found")
             calls.append((name, sync))
 
-    def fake_open(args: Any) -> backend.Backend:
-        assert backend.wants_containerd(args) and args.namespace == "ns1"
-        b = cast(Any, backend.Backend)
-        return cast(
-            backend.Backend,
-            b(content=None, images=Images(), leases=None, _close=[lambda: closed.append(True)]),
+    def fake_open(address: str | None, namespace: str | None, **kw: Any) -> _backend.Backend:
+        assert address == "/nowhere.sock" and namespace == "ns1"
+        return _backend.Backend(
+            content=cast(Any, None),
+            images=cast(Any, Images()),
+            leases=cast(Any, None),
+            kind="containerd",
+            _close=[lambda: closed.append(True)],
         )
 
-    monkeypatch.setattr(backend, "open_backend", fake_open)
+    monkeypatch.setattr(_backend, "open_containerd", fake_open)
     conn = ["--containerd=/nowhere.sock", "--namespace", "ns1"]
     assert main(["images", "rm", "a", "b", *conn]) == 0
     assert calls == [("a", False), ("b", True)] and closed == [True]

@@ -112,3 +112,23 @@ def test_login_logout_password_stdin(tls_registry: Registry, tmp_path: Path) -> 
     assert p.returncode == 0
     cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
     assert tls_registry.host not in cfg.get("auths", {})
+
+
+def test_push_by_digest_prints_the_digest_reference(
+    plain_registry: Registry, repo: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    db = open_store(src)
+    m = random_image(db, 12, sizes=[1000]).manifest
+    db.images.create(Image(name="local/img:1", target=m))
+    db.close()
+    dest = f"{plain_registry.host}/{repo}"
+    p = pallet(src, "push", "--by-digest", "local/img:1", dest, "--progress", "quiet")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode() == f"{dest}@{m.digest}\n"
+    p = pallet(tmp_path / "dst", "pull", f"{dest}@{m.digest}", "--progress", "quiet")
+    assert p.returncode == 0 and p.stdout.decode() == f"{m.digest}\n", p.stderr.decode()
+    # a tag is refused, with BuildKit's text
+    p = pallet(src, "push", "--by-digest", "local/img:1", f"{dest}:v1", "--progress", "quiet")
+    assert p.returncode == 2
+    assert p.stderr.decode() == f"pallet: error: can't push tagged ref {dest}:v1 by digest\n"

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from pallet._gotime import Timestamp
 from pallet.errors import InvalidArgument
 from pallet.exporter import Source, export_response
-from pallet.exporter.config import Layer, Timestamp
+from pallet.exporter.config import Layer
 from pallet.exporter.manifest import (
     DOCKER_FOREIGN_LAYER_TAR,
     config_blob,

@@ -60,7 +60,7 @@ WORKER = textwrap.dedent(
 def test_many_processes_one_store(tmp_path: Path) -> None:
     root = tmp_path / "store"
     open_store(root).close()
-    tests_dir = str(Path(__file__).resolve().parents[1])
+    tests_dir = str(Path(__file__).resolve().parents[2])
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(root), str(w), tests_dir],

@@ -531,13 +531,13 @@ def test_unpack_is_teed_while_layers_are_computed(
     import pallet.rootfs
 
     applied: list[str] = []
-    real = pallet.rootfs._apply_one
+    real = pallet.rootfs.apply_blob
 
-    def spy(sn: Any, provider: Any, layer: Any, *a: Any, **kw: Any) -> None:
-        applied.append(str(layer.diff_id))
-        real(sn, provider, layer, *a, **kw)
+    def spy(provider: Any, blob: Any, root: Any, **kw: Any) -> Any:
+        applied.append(str(kw["expected_diff_id"]))
+        return real(provider, blob, root, **kw)
 
-    monkeypatch.setattr(pallet.rootfs, "_apply_one", spy)
+    monkeypatch.setattr(pallet.rootfs, "apply_blob", spy)
     t1 = tree(tmp_path / "r1", {"a": b"1", "d/b": b"2"}, 1_600_000_000)
     t2 = tree(tmp_path / "r2", {"a": b"1", "d/c": b"3"}, 1_600_000_000)
     s1 = commit(db, "s1", t1)

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pallet._gotime import Timestamp
 from pallet.errors import InvalidArgument
 from pallet.exporter.config import (
     DEFAULT_PATH,
     History,
     Layer,
-    Timestamp,
     build_config,
     clamp_history,
     default_config,
