@@ -23,7 +23,7 @@ The conventions the pages are written to, so that their examples run as they are
 * ``<!-- skip: next "why" -->`` before a block skips it; the reason is required. It is used for
   what a test cannot run here: ``scripts/setup.sh`` (it installs system packages), the whole
   suite, a server (``mkdocs serve``), and commands of other engines (``docker``, ``podman``,
-  ``ctr run``), which the interop tests (``tests/integration/test_interop_*.py``) run instead.
+  ``ctr run``), which the interop tests (``tests/integration/interop/``) run instead.
 * Blocks in any other language (``text``, ``console``, ``json``, ``yaml``) are output or
   configuration, not run.
 
