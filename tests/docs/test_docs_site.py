@@ -4,6 +4,7 @@ sub-command, the API page every public name, and ``mkdocs build --strict`` passe
 from __future__ import annotations
 
 import argparse
+import doctest
 import importlib.util
 import inspect
 import os
@@ -128,9 +129,12 @@ def test_docstring_examples_are_python() -> None:
     for name, doc in _public_docstrings():
         for example in _docstring_examples(doc):
             count += 1
-            try:
-                compile(example, name, "exec")
-            except SyntaxError as exc:
-                broken.append(f"{name}: {exc.msg} in\n{example}")
+            # a doctest (">>> …" lines and their output) is checked line by line
+            sources = [e.source for e in doctest.DocTestParser().get_examples(example)]
+            for source in sources or [example]:
+                try:
+                    compile(source, name, "exec")
+                except SyntaxError as exc:
+                    broken.append(f"{name}: {exc.msg} in\n{example}")
     assert count
     assert not broken, "\n\n".join(broken)
