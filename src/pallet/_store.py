@@ -682,7 +682,7 @@ class Store:
 
             report = store.fsck()
             if not report.ok:
-                print("\n".join(map(str, report.problems)))
+                print("\\n".join(map(str, report.problems)))
 
         Raises:
             Unsupported: a containerd store.

@@ -251,7 +251,7 @@ class FsckReport:
     Example::
 
         report = store.fsck()
-        assert report.ok, "\n".join(map(str, report.problems))
+        assert report.ok, "\\n".join(map(str, report.problems))
     """
 
     problems: Sequence[FsckProblem] = ()
