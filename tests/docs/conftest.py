@@ -1,12 +1,5 @@
-"""What the documentation's tests share: the scratch trees the examples export, a registry that
-holds the base image they name, and the gate for examples of calls that do not exist yet.
-
-The gate: a test marked ``needs_api`` runs ``pallet.Store``'s calls (``export``, ``push``,
-``pull``, ...). While ``pallet.Store`` lacks any of them, those tests are deselected (the
-summary counts them, and the report header names the missing calls); once every call exists
-they run like any other test. Delete :data:`API_CALLS` and :func:`pytest_collection_modifyitems`
-when the calls are all there.
-"""
+"""What the documentation's tests share: the scratch trees the examples export, and a registry
+that holds the base image they name."""
 
 from __future__ import annotations
 
@@ -16,33 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import pallet
 from support.containerd import Containerd, start_containerd
 from support.docs import DocRegistry, cli
 from support.registry import start_registry
-
-#: the ``pallet.Store`` calls the documentation's Python examples make
-API_CALLS = ("export", "push", "pull", "login", "logout", "save", "load", "unpack", "images")
-
-
-def _missing_calls() -> list[str]:
-    return [name for name in API_CALLS if not hasattr(pallet.Store, name)]
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    missing = _missing_calls()
-    if missing:
-        return f"needs_api tests deselected: pallet.Store lacks {', '.join(missing)}"
-    return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _missing_calls():
-        return
-    gated = [item for item in items if item.get_closest_marker("needs_api")]
-    if gated:
-        config.hook.pytest_deselected(items=gated)
-        items[:] = [item for item in items if not item.get_closest_marker("needs_api")]
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import pytest
 
 from support.docs import REPO, DocRegistry, make_trees
 
-pytestmark = [pytest.mark.integration, pytest.mark.needs_api]
+pytestmark = pytest.mark.integration
 
 OCI_ACCEPT = ", ".join(
     [

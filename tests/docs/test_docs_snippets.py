@@ -28,8 +28,7 @@ The conventions the pages are written to, so that their examples run as they are
   configuration, not run.
 
 The ``python`` and ``sh`` blocks of a page run as two tests, each from a fresh directory and
-store, so each language's blocks must stand on their own. The ``python`` ones are marked
-``needs_api`` when they open a ``pallet.Store`` (see ``conftest.py``).
+store, so each language's blocks must stand on their own.
 """
 
 from __future__ import annotations
@@ -82,8 +81,7 @@ def _params() -> list[Any]:
             code = _blocks(page, language)
             if not code:
                 continue
-            marks = [pytest.mark.needs_api] if language == "python" and "Store" in code else []
-            params.append(pytest.param(page, language, marks=marks, id=f"{page}-{language}"))
+            params.append(pytest.param(page, language, id=f"{page}-{language}"))
     return params
 
 
