@@ -111,16 +111,35 @@ class Store:
 
     @property
     def kind(self) -> str:
-        """``"embedded"`` or ``"containerd"``."""
+        """``"embedded"`` or ``"containerd"``.
+
+        Example::
+
+            pallet.Store(root="/tmp/pallet-doc").kind  # 'embedded'
+        """
         return self._backend.kind
 
     @property
     def where(self) -> str:
-        """The root directory, or the containerd socket and namespace."""
+        """The root directory, or the containerd socket and namespace.
+
+        Example::
+
+            print(store.where)  # /tmp/pallet-doc
+        """
         return self._backend.where
 
     def close(self) -> None:
-        """Release the store's connections; the store is not usable afterwards."""
+        """Release the store's connections; the store is not usable afterwards.
+
+        Example::
+
+            store = pallet.Store()
+            try:
+                store.images()
+            finally:
+                store.close()  # or: with pallet.Store() as store: ...
+        """
         self._backend.close()
 
     def __enter__(self) -> Store:
