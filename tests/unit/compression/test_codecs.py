@@ -345,8 +345,7 @@ def test_pinned_digests(kind: str, level: int) -> None:
 
 _CHILD = """
 import hashlib, sys
-sys.path.insert(0, {src!r})
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{src!r}, {tests!r}, {here!r}]
 from test_codecs import DATA, compress_all
 from pallet.compression import Compression
 print(hashlib.sha256(compress_all(Compression({kind!r}), {level}, DATA, threads={threads},
@@ -358,7 +357,13 @@ print(hashlib.sha256(compress_all(Compression({kind!r}), {level}, DATA, threads=
 def test_same_digest_in_another_process(kind: str, level: int) -> None:
     here = hashlib.sha256(compress_all(Compression(kind), level, DATA)).hexdigest()
     code = _CHILD.format(
-        src=SRC, tests=str(Path(__file__).parent), kind=kind, level=level, threads=3, chunk=50_000
+        src=SRC,
+        tests=str(Path(__file__).resolve().parents[2]),  # support/
+        here=str(Path(__file__).parent),
+        kind=kind,
+        level=level,
+        threads=3,
+        chunk=50_000,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
     env["PYTHONHASHSEED"] = "12345"
