@@ -24,10 +24,10 @@ starts over, at most ``attempts`` times.
 Chunk sizes: a proxy that buffers whole requests before forwarding them (nginx's default
 ``proxy_request_buffering on``) passes nothing of a request whose connection drops, so a drop
 costs the whole request it hit. The first chunk is small (``chunk_size``) and each accepted
-chunk doubles the next, up to ``chunk_max``: a drop early in a blob costs at most one small
-chunk, and a drop later at most about what was already accepted, while a smooth upload needs
-few requests. After a failed chunk every later chunk of the run is ``chunk_size`` again (a
-shared :class:`Trouble` flag).
+chunk doubles the next, up to ``chunk_max``; a tail smaller than the first chunk rides with the
+last one. A drop early in a blob costs at most one small chunk, and a drop later at most about
+what was already accepted, while a smooth upload needs few requests. After a failed chunk every
+later chunk of the run is ``chunk_size`` again (a shared :class:`Trouble` flag).
 """
 
 from __future__ import annotations
@@ -662,9 +662,12 @@ def _chunked(
     offset = 0
     failures = 0
     while True:
-        # the rest goes with the closing PUT once it fits in one chunk
-        final = desc.size - offset <= sizes.next
-        n = desc.size - offset if final else sizes.next
+        # the rest goes with the closing PUT once it fits in this chunk, or would leave a tail
+        # smaller than a first chunk: each request waits for the registry to write its chunk
+        # out (distribution fsyncs it), so a small last request costs as much as a large one
+        rest = desc.size - offset
+        final = rest <= sizes.next or (offset > 0 and rest < sizes.next + sizes.first)
+        n = rest if final else sizes.next
         headers = {"Content-Type": OCTET}
         if n:
             headers["Content-Range"] = f"{offset}-{offset + n - 1}"
