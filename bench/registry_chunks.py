@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,9 +50,10 @@ from pallet.oci.descriptor import Descriptor
 from pallet.oci.digest import Digest, Digester
 from pallet.remote import Options
 from pallet.remote.client import Session
-from pallet.remote.protocol import PushOutcome, upload_blob
+from pallet.remote.protocol import Flow, PushOutcome, Request, upload_blob
 
 MiB = 1 << 20
+T = TypeVar("T")
 SCHEDULES: dict[str, dict[str, int]] = {
     "put": {"monolithic_max": 1 << 40},
     "fixed32": {"chunk_size": 32 * MiB, "chunk_max": 32 * MiB, "monolithic_max": 0},
@@ -61,28 +62,33 @@ SCHEDULES: dict[str, dict[str, int]] = {
 }
 
 
-def data_requests(size: int, o: Options) -> int:
-    """PATCHes plus the closing PUT of an upload without trouble."""
-    if size <= o.monolithic_max:
-        return 1
-    n, offset, chunk = 1, 0, o.chunk_size
-    while size - offset > chunk:
-        offset += chunk
-        chunk = min(chunk * 2, max(o.chunk_max, o.chunk_size))
-        n += 1
-    return n
-
-
 def registry_cpu(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def counted(flow: Flow[T], seen: list[str]) -> Flow[T]:
+    """``flow``, noting the method of every request it makes."""
+    try:
+        step = next(flow)
+        while True:
+            if isinstance(step, Request):
+                seen.append(step.method)
+            try:
+                resp = yield step
+            except Exception as exc:  # a lost connection, thrown in by the driver
+                step = flow.throw(exc)
+            else:
+                step = flow.send(resp)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
 def one(
     session: Session, base: str, repo: str, blob: memoryview, o: Options, pid: int
-) -> tuple[float, float, float]:
-    """(wall, registry CPU, own CPU) seconds of one upload."""
+) -> tuple[float, float, float, int]:
+    """(wall, registry CPU, own CPU) seconds of one upload, and its data requests."""
     h = Digester("sha256")
     h.update(blob)
     desc = Descriptor(media_type=mt.OCI_LAYER, digest=Digest(h.digest()), size=len(blob))
@@ -94,6 +100,7 @@ def one(
             yield bytes(blob[offset : offset + n])
             offset += n
 
+    seen: list[str] = []
     flow = upload_blob(
         base,
         repo,
@@ -104,6 +111,7 @@ def one(
         monolithic_max=o.monolithic_max,
         policy=o.retry,
     )
+    flow = counted(flow, seen)
     host = base.split("://", 1)[1]
     r0, c0 = registry_cpu(pid), time.process_time()
     t0 = time.perf_counter()
@@ -112,7 +120,7 @@ def one(
     c1, r1 = time.process_time(), registry_cpu(pid)
     if out is not PushOutcome.UPLOADED:
         raise SystemExit(f"{repo}: {out}")
-    return dt, r1 - r0, c1 - c0
+    return dt, r1 - r0, c1 - c0, sum(m in ("PATCH", "PUT") for m in seen)
 
 
 def main() -> int:
@@ -128,6 +136,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     names = ["put", *[s for s in (a.schedule or SCHEDULES) if s != "put"]]
     times: dict[int, dict[str, list[float]]] = {m: {s: [] for s in names} for m in sizes}
+    requests: dict[tuple[int, str], int] = {}
     cpu: dict[int, dict[str, list[tuple[float, float]]]] = {
         m: {s: [] for s in names} for m in sizes
     }
@@ -147,7 +156,7 @@ def main() -> int:
                             pool[:8] = n.to_bytes(8, "big")  # a new digest every time
                             o = Options(**SCHEDULES[name])  # type: ignore[arg-type]
                             blob = memoryview(pool)[: mib * MiB]
-                            dt, reg_cpu, own_cpu = one(
+                            dt, reg_cpu, own_cpu, requests[mib, name] = one(
                                 session, base, f"chunks/{name}-{n}", blob, o, reg.proc.pid
                             )
                             if r:
@@ -166,7 +175,7 @@ def main() -> int:
         for name in names:
             v = times[mib][name]
             med = statistics.median(v)
-            reqs = data_requests(mib * MiB, Options(**SCHEDULES[name]))  # type: ignore[arg-type]
+            reqs = requests[mib, name]
             paired = statistics.median(x / y for x, y in zip(v, times[mib]["put"], strict=True))
             reg_ms = statistics.median(c[0] for c in cpu[mib][name]) * 1e3
             own_ms = statistics.median(c[1] for c in cpu[mib][name]) * 1e3

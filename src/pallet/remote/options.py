@@ -20,7 +20,7 @@ DEFAULT_CHUNK = 16 << 20
 #: chunks double after each accepted one up to this: fewer requests for large blobs, and a drop
 #: costs at most about what was already accepted (measured in BENCHMARKS.md)
 DEFAULT_CHUNK_MAX = 128 << 20
-#: one ``PUT`` per blob up to this size, as skopeo, containerd and ggcr send every blob; larger
+#: one ``PUT`` per blob up to this size (one request, as containerd sends every blob); larger
 #: blobs go in resumable chunks, so that a dropped connection costs at most one chunk
 DEFAULT_MONOLITHIC = DEFAULT_CHUNK
 

@@ -505,7 +505,8 @@ def upload_blob(
 
     Blobs up to ``monolithic_max`` go in one ``PUT``. Larger ones go in chunks of
     ``chunk_size``, doubling after each accepted chunk up to ``chunk_max`` (never below
-    ``chunk_size``), until a chunk fails here or in any upload sharing ``trouble``.
+    ``chunk_size``), until a chunk fails here or in any upload sharing ``trouble``; the last
+    chunk, with any tail smaller than ``chunk_size``, goes in the closing ``PUT``.
 
     With ``allow_upload=False`` (the blob is not available locally) only HEAD and mounts are
     tried.
