@@ -41,8 +41,10 @@ port, so the fresh ports leave it nothing to reuse.
 ``--pallet NAME=SRC`` (repeatable) times several pallet source trees in the same run, e.g. a
 change against ``git archive``'s copy of the commit before it: each is a tool of its own with
 its own registry and repository per round, labelled ``NAME``, and each is compared with skopeo
-and with the first one. Without it, the one tool ``pallet`` is this checkout's ``src``. The
-image is built, and ``pallet --help`` timed, with the first tree.
+and with the first one (the ratio of medians, and the median of the per-round ratios: the tools
+of a round run back to back, so each pair shares the machine's load). Without it, the one tool
+``pallet`` is this checkout's ``src``. The image is built, and ``pallet --help`` timed, with the
+first tree.
 
 After the rows (untimed) each registry must hold the image's manifest digest under the tag
 (``HEAD /v2/REPO/manifests/1`` and a digest of the body), and each pull must have produced it.
@@ -425,6 +427,10 @@ def bench_dir(tree: str, rounds: int, help_runs: int, work_root: Path) -> dict[s
                 "ratio": ratio,
                 "diff_s": p["median"] - s["median"],
                 "vs_first": p["median"] / stats(times[phase][first])["median"],
+                # rounds run the tools back to back: per-round ratios share the machine's load
+                "vs_first_paired": statistics.median(
+                    a / b for a, b in zip(times[phase][name], times[phase][first], strict=True)
+                ),
                 "target": target,
                 "met": met,
             }
@@ -453,11 +459,11 @@ def yes_no(b: bool) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     several = len(PALLETS) > 1
     first = next(iter(PALLETS))
-    extra_head = f" ÷ {first} |" if several else ""
+    extra_head = f" ÷ {first} | ÷ {first}, paired |" if several else ""
     lines = [
         "| corpus | layer MiB | row | pallet s | skopeo s | pallet/skopeo | target | met |"
         + extra_head,
-        "|---|---:|---|---:|---:|---:|---|---|" + ("---:|" if several else ""),
+        "|---|---:|---|---:|---:|---:|---|---|" + ("---:|---:|" if several else ""),
     ]
     for res in results:
         name = Path(res["dir"]).name
@@ -467,7 +473,7 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {mib} | {label} | {fmt(row['pallet'])} | {fmt(row['skopeo'])}"
                 f" | {row['ratio']:.2f}{extra} | {row['target']} | {yes_no(row['met'])} |"
-                + (f" {row['vs_first']:.3f} |" if several else "")
+                + (f" {row['vs_first']:.3f} | {row['vs_first_paired']:.3f} |" if several else "")
             )
         h = res["help"]
         lines.append(
