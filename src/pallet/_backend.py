@@ -9,12 +9,13 @@ embedded store at its root: the snapshots of an export's input directories are r
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
     from .containerd import Client
@@ -66,8 +67,6 @@ class _DaemonUnpacker:
 class Backend:
     """The stores one :class:`pallet.Store` works on; ``close()`` when done."""
 
-    #: the embedded store at the root: the whole store, or (containerd) the input snapshots
-    embedded: Embedded
     content: ContentStore
     images: ImageStore
     leases: LeaseManager
@@ -77,25 +76,47 @@ class Backend:
     #: where the images live, for messages: a directory, or a socket and namespace
     where: str = ""
     client: Client | None = None
+    #: opens the embedded store at the root (see :attr:`embedded`)
+    embedded_opener: Callable[[], Embedded] | None = None
+    _embedded: Embedded | None = None
     _close: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def embedded(self) -> Embedded:
+        """The embedded store at the root: the whole store, or (containerd) where an export
+        records its input snapshots. A containerd-backed store opens it on first use, so that
+        the calls that only talk to the daemon do not create a store directory."""
+        with self._lock:
+            if self._embedded is None:
+                if self.embedded_opener is None:
+                    raise FailedPrecondition(f"store {self.where}: has no embedded store")
+                self._embedded = self.embedded_opener()
+                self._close.insert(0, self._embedded.close)
+            return self._embedded
 
     def close(self) -> None:
-        for c in reversed(self._close):
-            c()
-        self._close.clear()
+        with self._lock:
+            for c in reversed(self._close):
+                c()
+            self._close.clear()
+
+
+def _open_db(root: str | os.PathLike[str] | None) -> Embedded:
+    from .metadata.store import open_store
+
+    return open_store(Path(root) if root is not None else default_root())
 
 
 def open_embedded(root: str | os.PathLike[str] | None) -> Backend:
     """The embedded store at ``root`` (else :func:`default_root`)."""
-    from .metadata.store import open_store
-
-    db = open_store(Path(root) if root is not None else default_root())
+    db = _open_db(root)
     return Backend(
-        embedded=db,
         content=db.content,
         images=db.images,
         leases=db.leases,
         where=str(db.root),
+        _embedded=db,
         _close=[db.close],
     )
 
@@ -114,17 +135,11 @@ def open_containerd(
 
     if namespace == "":
         raise InvalidArgument("namespace: must not be empty")
-    embedded = open_embedded(root)
-    try:
-        client = containerd.connect(
-            containerd.from_env(address), containerd.namespace_from_env(namespace)
-        )
-    except BaseException:
-        embedded.close()
-        raise
+    client = containerd.connect(
+        containerd.from_env(address), containerd.namespace_from_env(namespace)
+    )
     sn = snapshotter or os.environ.get("CONTAINERD_SNAPSHOTTER") or "overlayfs"
     return Backend(
-        embedded=embedded.embedded,
         content=client.content,
         images=client.images,
         leases=client.leases,
@@ -132,5 +147,6 @@ def open_containerd(
         kind="containerd",
         where=f"{client.address} namespace {client.namespace}",
         client=client,
-        _close=[*embedded._close, client.close],
+        embedded_opener=lambda: _open_db(root),
+        _close=[client.close],
     )

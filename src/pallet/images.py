@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,7 +18,16 @@ from .errors import InvalidArgument
 from .oci import mediatypes as mt
 from .oci.descriptor import Descriptor
 
-__all__ = ["Image", "ImageStore", "children", "validate_image", "walk"]
+__all__ = [
+    "Image",
+    "ImageStore",
+    "children",
+    "decode_json",
+    "read_json",
+    "traverse",
+    "validate_image",
+    "walk",
+]
 
 MAX_MANIFEST = 4 << 20  # the distribution spec's suggested manifest size limit
 
@@ -59,37 +68,54 @@ def validate_image(image: Image) -> None:
         raise InvalidArgument(f"image {image.name}: target size must be greater than zero")
 
 
-def _load(provider: Provider, desc: Descriptor) -> dict[str, Any]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_MANIFEST + 1)
-    if len(raw) > MAX_MANIFEST:
-        raise InvalidArgument(f"manifest {desc.digest}: larger than {MAX_MANIFEST} bytes")
+def decode_json(data: bytes, what: str, digest: str) -> dict[str, Any]:
+    """``data`` as a JSON object; errors name ``<what> <digest>``.
+
+    Raises:
+        InvalidArgument: not JSON, or JSON that is not an object.
+    """
     try:
-        obj = json.loads(raw)
+        obj = json.loads(data)
     except ValueError as exc:
-        raise InvalidArgument(f"manifest {desc.digest}: invalid JSON: {exc}") from exc
+        raise InvalidArgument(f"{what} {digest}: invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise InvalidArgument(f"manifest {desc.digest}: not a JSON object")
+        raise InvalidArgument(f"{what} {digest}: not a JSON object")
     return obj
+
+
+def read_json(
+    provider: Provider, desc: Descriptor, what: str = "manifest", limit: int = MAX_MANIFEST
+) -> dict[str, Any]:
+    """The blob ``desc`` as a JSON object, refused above ``limit`` bytes (a manifest, a config).
+
+    Raises:
+        InvalidArgument: larger than ``limit``, not JSON, or not an object.
+    """
+    with provider.open(desc) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise InvalidArgument(f"{what} {desc.digest}: larger than {limit} bytes")
+    return decode_json(raw, what, desc.digest)
 
 
 def children(provider: Provider, desc: Descriptor) -> list[Descriptor]:
     """The direct children of a manifest (config, layers) or an index (manifests)."""
     if mt.is_manifest(desc.media_type):
-        obj = _load(provider, desc)
+        obj = read_json(provider, desc)
         out = [Descriptor.from_json(obj["config"])] if "config" in obj else []
         out.extend(Descriptor.from_json(layer) for layer in obj.get("layers") or ())
         return out
     if mt.is_index(desc.media_type):
-        obj = _load(provider, desc)
+        obj = read_json(provider, desc)
         return [Descriptor.from_json(m) for m in obj.get("manifests") or ()]
     return []
 
 
-def walk(
-    provider: Provider, root: Descriptor, handler: Callable[[Descriptor], None] | None = None
+def traverse(
+    root: Descriptor, expand: Callable[[Descriptor], Iterable[Descriptor]]
 ) -> Iterator[Descriptor]:
-    """Depth-first, parents before children, each digest once."""
+    """Each digest under ``root`` once, depth-first: yields a descriptor, then pushes what
+    ``expand`` gives for it (the last pushed is visited next; ``[]`` prunes the branch)."""
     seen: set[str] = set()
     stack = [root]
     while stack:
@@ -97,7 +123,15 @@ def walk(
         if d.digest in seen:
             continue
         seen.add(d.digest)
+        yield d
+        stack.extend(expand(d))
+
+
+def walk(
+    provider: Provider, root: Descriptor, handler: Callable[[Descriptor], None] | None = None
+) -> Iterator[Descriptor]:
+    """Depth-first, parents before children, each digest once."""
+    for d in traverse(root, lambda d: reversed(children(provider, d))):
         if handler is not None:
             handler(d)
         yield d
-        stack.extend(reversed(children(provider, d)))

@@ -19,6 +19,17 @@ __all__ = ["NullProgress", "Progress", "ProgressWriter", "Recorder", "finished",
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
+    """One status of one job: started, then updated, then completed (or failed).
+
+    Example::
+
+        def show(p: pallet.Progress) -> None:
+            if p.done and not p.parent:
+                print(p.vertex, p.id, "error: " + p.error if p.error else "done")
+
+        store.export([pallet.Layer("dist")], progress=show)
+    """
+
     id: str
     name: str = ""
     current: int = 0
@@ -27,6 +38,9 @@ class Progress:
     completed: float | None = None
     error: str = ""
     parent: str = ""  # the status a per-blob progress belongs to (e.g. "pushing layers")
+    #: the step the status belongs to (BuildKit's vertex, e.g. ``exporting to image``), set by
+    #: calls that run several; the event whose ``id`` is its ``vertex`` reports the step itself
+    vertex: str = ""
 
     @property
     def done(self) -> bool:

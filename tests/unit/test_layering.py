@@ -9,15 +9,29 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "pallet"
 
 # package -> the pallet packages it may import (besides itself). Keep in step with the doc.
-LAYER0 = {"errors", "oci", "labels", "filters", "gc", "mount", "progress"}
+LAYER0 = {
+    "errors",
+    "oci",
+    "labels",
+    "filters",
+    "gc",
+    "mount",
+    "progress",
+    "atomicfile",
+    "_gotime",
+    "_gojson",
+}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "_gotime": {"errors"},
+    "_gojson": {"errors", "_gotime"},
     "oci": {"errors"},
     "labels": {"errors"},
     "filters": {"errors"},
     "gc": set(),
     "mount": {"errors"},
     "progress": {"errors"},
+    "atomicfile": set(),
     "content": LAYER0,
     "compression": LAYER0 | {"content"},
     "archive": LAYER0 | {"content", "compression"},
@@ -43,15 +57,18 @@ ALLOWED: dict[str, set[str]] = {
     },
     # the library API (layer 4): the one place that builds concrete stores and wires the
     # exporter, the registry client and the layouts together
-    "_types": set(),
+    "_types": {"oci"},
     "_backend": {"*"},
     "_store": {"*"},
     "_export": {"*"},
     "_registry": {"*"},
     "_archive": {"*"},
+    "_lookup": {"*"},
     "_manage": {"*"},
-    "cli": {"*"},
-    "__init__": {"errors", "oci", "_store", "_types"},
+    "_views": {"_backend", "_manage", "_types"},
+    # the command line is a shell over the public API: `pallet` (names in its __all__) only
+    "cli": {"__init__"},
+    "__init__": {"errors", "oci", "progress", "_export", "_store", "_types", "_views"},
 }
 # third-party imports allowed per package
 THIRD_PARTY: dict[str, set[str]] = {
@@ -96,8 +113,38 @@ def _imports(path: Path, src: Path) -> list[tuple[str, int]]:
     return out
 
 
+def _public(src: Path) -> set[str]:
+    """The names in ``pallet.__all__``, read from the source (not imported)."""
+    init = src / "__init__.py"
+    for node in ast.parse(init.read_text() if init.exists() else "").body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return {ast.literal_eval(e) for e in node.value.elts}  # type: ignore[attr-defined]
+    return set()
+
+
+def private_names_in_cli(src: Path) -> list[str]:
+    """``from pallet import X`` in ``cli`` where X is not in ``pallet.__all__``."""
+    public = _public(src)
+    bad = []
+    for f in sorted((src / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                (node.level == 0 and node.module == "pallet")
+                or (node.level == 2 and node.module is None)
+            ):
+                bad += [
+                    f"cli/{f.name}:{node.lineno}: {a.name} is not public"
+                    for a in node.names
+                    if a.name not in public
+                ]
+    return bad
+
+
 def violations(src: Path) -> list[str]:
     stdlib = set(sys.stdlib_module_names)
+    public = _public(src)
     bad: list[str] = []
     for f in sorted(src.rglob("*.py")):
         pkg = _package(f, src)
@@ -110,6 +157,8 @@ def violations(src: Path) -> list[str]:
                 target = "__init__" if len(parts) == 1 else parts[1]
                 if "*" in allowed or target == pkg:
                     continue
+                if pkg == "cli" and len(parts) == 2 and parts[1] in public:
+                    continue  # `from .. import Store`: a public name
                 sub = ".".join(parts[1:3])
                 if target not in allowed and sub not in allowed:
                     bad.append(f"{f.relative_to(src)}:{line}: {pkg} may not import {mod}")
@@ -282,4 +331,20 @@ def test_a_metadata_violation_is_caught(tmp_path: Path) -> None:
     assert metadata_violations(tmp_path / "pallet") == [
         "metadata/images.py: may not import pallet.metadata.store",
         "metadata/images.py:4: reaches into ._conn",
+    ]
+
+
+def test_cli_uses_only_public_names() -> None:
+    assert private_names_in_cli(SRC) == []
+
+
+def test_a_private_name_in_cli_is_caught(tmp_path: Path) -> None:
+    cli = tmp_path / "pallet" / "cli"
+    cli.mkdir(parents=True)
+    (tmp_path / "pallet" / "__init__.py").write_text('__all__ = ["Store"]\n')
+    (cli / "x.py").write_text("from .. import Store, labels\nfrom ..metadata import store\n")
+    assert private_names_in_cli(tmp_path / "pallet") == ["cli/x.py:1: labels is not public"]
+    assert violations(tmp_path / "pallet") == [
+        "cli/x.py:1: cli may not import pallet.labels",
+        "cli/x.py:2: cli may not import pallet.metadata",
     ]

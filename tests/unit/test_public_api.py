@@ -50,3 +50,27 @@ def test_import_pallet_is_light() -> None:
         "print(pallet.Digest.__module__, 'platform' in set(sys.modules) - before)\n"
     )
     assert _python(code)[:2] == ["[]", "pallet.oci.digest False"]
+
+
+def test_every_public_name_has_an_example() -> None:
+    """Every name in ``__all__``, and every public method of the API's classes, documents
+    itself with an ``Example::`` block."""
+    import inspect
+
+    missing = []
+    for name in pallet.__all__:
+        obj = getattr(pallet, name)
+        if name.startswith("__") or isinstance(obj, str):
+            continue
+        if "Example::" not in (inspect.getdoc(obj) or ""):
+            missing.append(name)
+        if name in ("Store", "ContentStore", "LeaseManager"):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") or not (
+                    callable(member) or isinstance(member, (property, classmethod, staticmethod))
+                ):
+                    continue
+                doc = inspect.getdoc(getattr(obj, attr)) or ""
+                if "Example::" not in doc:
+                    missing.append(f"{name}.{attr}")
+    assert missing == []

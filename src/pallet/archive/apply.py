@@ -3,13 +3,13 @@
 Theory of operation
 ===================
 
-``apply_tar(stream, root)`` makes one pass over the stream. A small reader (``_TarReader``) pulls
-the bytes in 1 MiB chunks into one reusable buffer, feeds every chunk to the diff-id hasher as it
+``apply_tar(stream, root)`` makes one pass over the stream with
+:class:`~pallet.archive.tarreader.TarReader`, which feeds every chunk to the diff-id hasher as it
 arrives (so each byte is hashed exactly once, trailing padding after the end-of-archive marker
-included) and parses tar headers straight out of that buffer: ustar, POSIX prefix, PAX ``x``
-records (``path``, ``linkpath``, ``size``, ``uid``, ``gid``, ``mtime``, ``atime``,
-``SCHILY.xattr.*``), GNU ``L``/``K`` long names and base-256 numbers. Regular file data goes from
-the buffer to the new file with ``os.write``; nothing is buffered beyond one chunk.
+included), parses the headers (ustar, PAX, GNU) out of one reusable 1 MiB buffer and hands
+regular-file data from that buffer to the new file with ``os.write``; nothing is buffered beyond
+one chunk. A stream that ends at an entry boundary without the end-of-archive marker is applied
+as far as it goes, as Go's ``archive/tar`` reads it.
 
 Each entry is then applied as containerd's ``archive.Apply`` does (``applyNaive``), see
 ``spec/containerd.md`` §4.2:
@@ -92,42 +92,26 @@ import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final
 
+from ..compression import decompressed_reader
+from ..content import Provider
 from ..errors import DigestMismatch, FailedPrecondition, InvalidArgument, NotFound, Unsupported
+from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
+from .tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE
+from .tar import display as _display
+from .tarreader import SPARSETYPE, Entry, FormatError, TarReader
 
-__all__ = ["ApplyResult", "apply_tar"]
+__all__ = ["ApplyResult", "apply_blob", "apply_tar"]
 
-_CHUNK: Final = 1 << 20  # stream read size; also the largest single os.write
-_BLOCK: Final = 512
-_ZERO_BLOCK: Final = bytes(_BLOCK)
-_MAX_META: Final = 16 << 20  # largest PAX / GNU long-name payload accepted
 _MAX_HOPS: Final = 255  # symlinks followed per resolution (continuity fs.RootPath)
 _MAX_WARNINGS: Final = 1000
 _MAX_TIME_NS: Final = (1 << 63) - 1
 
-# typeflags (as ints: header[156])
-_T_AREG: Final = 0
-_T_REG: Final = ord("0")
-_T_LNK: Final = ord("1")
-_T_SYM: Final = ord("2")
-_T_CHR: Final = ord("3")
-_T_BLK: Final = ord("4")
-_T_DIR: Final = ord("5")
-_T_FIFO: Final = ord("6")
-_T_CONT: Final = ord("7")
-_T_PAX: Final = ord("x")
-_T_GPAX: Final = ord("g")
-_T_LONGNAME: Final = ord("L")
-_T_LONGLINK: Final = ord("K")
-_T_SPARSE: Final = ord("S")
-_HEADER_ONLY: Final = frozenset((_T_LNK, _T_SYM, _T_CHR, _T_BLK, _T_DIR, _T_FIFO))
-
 _WH_PREFIX: Final = b".wh."
 _WH_META: Final = b".wh..wh."
 _WH_OPAQUE: Final = b".wh..wh..opq"
-_XATTR_PREFIX: Final = b"SCHILY.xattr."
 
 _O_DIR_PATH: Final = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_DIR_READ: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -160,371 +144,20 @@ class ApplyResult:
     warnings: tuple[str, ...]
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-    def hexdigest(self) -> str: ...
-
-
-class _NoHash:
-    def update(self, data: bytes | bytearray | memoryview, /) -> None:
-        pass
-
-    def hexdigest(self) -> str:  # pragma: no cover - never asked
-        return ""
-
-
 class _EntryError(Exception):
     """The current entry is invalid; becomes ``InvalidArgument("layer entry <name>: ...")``."""
 
 
-class _Truncated(Exception):
-    """The stream ended inside a header or an entry's data."""
-
-
-def _display(name: bytes) -> str:
-    return name.decode("utf-8", "backslashreplace")
-
-
-# ---------------------------------------------------------------------------------------------
-# tar parsing
-
-
-def _parse_octal(field: bytes) -> int:
-    """A ustar numeric field: octal digits (space/NUL padded) or GNU base-256."""
-    if field and field[0] & 0x80:
-        value = int.from_bytes(field, "big") & ~(1 << (8 * len(field) - 1))
-        if field[0] & 0x40:  # negative, two's complement
-            value -= 1 << (8 * len(field) - 1)
-        return value
-    digits = field.split(b"\0", 1)[0].strip(b" ")
-    if not digits:
-        return 0
-    if digits.translate(None, b"01234567"):
-        raise _EntryError(f"invalid numeric field {field!r}")
-    return int(digits, 8)
-
-
-def _parse_decimal(value: bytes, what: str) -> int:
-    if not value.isdigit():
-        raise _EntryError(f"invalid PAX {what} {value!r}")
-    return int(value)
-
-
-def _parse_pax_time(value: bytes) -> int:
-    """A PAX time record (``[-]seconds[.fraction]``) in nanoseconds."""
-    neg = value.startswith(b"-")
-    sec, _, frac = value.lstrip(b"-").partition(b".")
-    if not sec.isdigit() or (frac and not frac.isdigit()):
-        raise _EntryError(f"invalid PAX time {value!r}")
-    ns = int(sec) * 1_000_000_000 + int((frac + b"000000000")[:9])
-    return -ns if neg else ns
-
-
-def _parse_pax(data: bytes, into: dict[bytes, bytes]) -> None:
-    """Parse ``"<len> <key>=<value>\\n"`` records (values are raw bytes: xattrs are binary)."""
-    pos = 0
-    end = len(data)
-    while pos < end:
-        if data[pos] == 0:  # some writers pad the record block with NULs
-            if data[pos:].strip(b"\0"):
-                raise _EntryError("invalid PAX header: data after NUL padding")
-            break
-        sp = data.find(b" ", pos, pos + 24)
-        if sp < 0 or not data[pos:sp].isdigit():
-            raise _EntryError("invalid PAX record length")
-        length = int(data[pos:sp])
-        rec_end = pos + length
-        if length <= sp - pos + 1 or rec_end > end or data[rec_end - 1] != 0x0A:
-            raise _EntryError("invalid PAX record")
-        key, eq, value = data[sp + 1 : rec_end - 1].partition(b"=")
-        if not eq or not key:
-            raise _EntryError("invalid PAX record (no key)")
-        into[key] = value
-        pos = rec_end
-
-
-class _Entry:
-    __slots__ = (
-        "atime",
-        "gid",
-        "linkname",
-        "major",
-        "minor",
-        "mode",
-        "mtime",
-        "name",
-        "size",
-        "type",
-        "uid",
-        "xattrs",
-    )
-
-    def __init__(self) -> None:
-        self.name = b""
-        self.type = _T_REG
-        self.mode = 0
-        self.uid = 0
-        self.gid = 0
-        self.size = 0
-        self.mtime = 0  # ns
-        self.atime = 0  # ns
-        self.linkname = b""
-        self.major = 0
-        self.minor = 0
-        self.xattrs: list[tuple[bytes, bytes]] = []
-
-
-class _TarReader:
-    """Streaming tar reader over one reusable buffer; hashes and counts every byte it reads."""
-
-    def __init__(self, stream: BinaryIO, hasher: _Hasher) -> None:
-        readinto = getattr(stream, "readinto", None)
-        self._readinto: Callable[[memoryview], int | None] | None = readinto
-        self._read: Callable[[int], bytes] = stream.read
-        self._buf = bytearray(_CHUNK)
-        self._mv = memoryview(self._buf)
-        self._pos = 0
-        self._end = 0
-        self._skip = 0  # bytes of the last entry (data + padding) not consumed yet
-        self._hasher = hasher
-        self.size = 0
-        self.current = b""  # name of the entry being read, for messages
-
-    # -- raw input -------------------------------------------------------------------------
-
-    def _read_into(self, start: int) -> int:
-        """Read at most what fits into the buffer from ``start``; hash it; 0 at EOF."""
-        mv = self._mv
-        if self._readinto is not None:
-            n = self._readinto(mv[start:]) or 0
-        else:
-            data = self._read(_CHUNK - start)
-            n = len(data)
-            mv[start : start + n] = data
-        if n:
-            self._hasher.update(mv[start : start + n])
-            self.size += n
-        return n
-
-    def _fill(self, need: int) -> bool:
-        """Make ``need`` (<= _CHUNK) bytes available at ``_pos``; False at EOF."""
-        avail = self._end - self._pos
-        if avail >= need:
-            return True
-        if self._pos:
-            if avail:
-                self._mv[:avail] = self._mv[self._pos : self._end]
-            self._pos = 0
-            self._end = avail
-        while self._end < need:
-            n = self._read_into(self._end)
-            if not n:
-                return False
-            self._end += n
-        return True
-
-    def _skip_bytes(self, n: int) -> None:
-        avail = self._end - self._pos
-        if n <= avail:
-            self._pos += n
-            return
-        n -= avail
-        self._pos = self._end = 0
-        while n:
-            got = self._read_into(0)
-            if not got:
-                raise _Truncated
-            if got > n:
-                self._pos = n
-                self._end = got
-                return
-            n -= got
-
-    def drain(self) -> None:
-        """Consume (and hash) the rest of the stream."""
-        self._pos = self._end = 0
-        while self._read_into(0):
-            pass
-
-    # -- entry data ------------------------------------------------------------------------
-
-    def copy_to(self, fd: int, size: int) -> None:
-        """Write the next ``size`` data bytes of the current entry to ``fd``."""
-        mv = self._mv
-        remaining = size
-        while remaining:
-            pos = self._pos
-            avail = self._end - pos
-            if not avail:
-                self._pos = self._end = pos = 0
-                avail = self._read_into(0)
-                if not avail:
-                    raise _Truncated
-                self._end = avail
-            k = avail if avail < remaining else remaining
-            chunk = mv[pos : pos + k]
-            written = os.write(fd, chunk)
-            while written < k:
-                written += os.write(fd, chunk[written:])
-            self._pos = pos + k
-            remaining -= k
-        self._skip -= size
-
-    def _read_data(self, size: int) -> bytes:
-        """The whole payload of a metadata entry (PAX, GNU long name), bounded."""
-        if size > _MAX_META:
-            raise _EntryError(f"metadata entry of {size} bytes is too large")
-        out = bytearray()
-        remaining = size
-        while remaining:
-            if self._end == self._pos and not self._fill(1):
-                raise _Truncated
-            k = min(self._end - self._pos, remaining)
-            out += self._mv[self._pos : self._pos + k]
-            self._pos += k
-            remaining -= k
-        self._skip_bytes(-size % _BLOCK)
-        return bytes(out)
-
-    def _block(self) -> bytes | None:
-        if self._end - self._pos < _BLOCK and not self._fill(_BLOCK):
-            if self._end == self._pos:
-                return None
-            raise _Truncated
-        pos = self._pos
-        self._pos = pos + _BLOCK
-        return bytes(self._mv[pos : pos + _BLOCK])
-
-    # -- headers ---------------------------------------------------------------------------
-
-    def next(self) -> _Entry | None:
-        """Parse the next entry; None at the end of the archive (the rest is not drained)."""
-        if self._skip:
-            self._skip_bytes(self._skip)
-            self._skip = 0
-        pax: dict[bytes, bytes] | None = None
-        longname: bytes | None = None
-        longlink: bytes | None = None
-        while True:
-            h = self._block()
-            if h is None:
-                if pax is not None or longname is not None or longlink is not None:
-                    raise _Truncated
-                return None
-            if h == _ZERO_BLOCK:
-                h2 = self._block()
-                if h2 is None or h2 == _ZERO_BLOCK:
-                    return None
-                raise _EntryError("non-zero block after the end-of-archive marker")
-            name = h[:100].split(b"\0", 1)[0]
-            self.current = name
-            chksum = _parse_octal(h[148:156])
-            computed = sum(h) - sum(h[148:156]) + 8 * 32
-            if chksum != computed and chksum != computed - 256 * sum(
-                1 for b in h[:148] + h[156:] if b & 0x80
-            ):
-                raise _EntryError("header checksum mismatch")
-            t = h[156]
-            size = _parse_octal(h[124:136])
-            if size < 0:
-                raise _EntryError("negative size")
-            if t == _T_PAX:
-                if pax is None:
-                    pax = {}
-                _parse_pax(self._read_data(size), pax)
-                continue
-            if t == _T_GPAX:
-                self._skip_bytes(size + (-size % _BLOCK))
-                continue
-            if t == _T_LONGNAME:
-                longname = self._read_data(size).split(b"\0", 1)[0]
-                continue
-            if t == _T_LONGLINK:
-                longlink = self._read_data(size).split(b"\0", 1)[0]
-                continue
-            return self._entry(h, name, t, size, pax, longname, longlink)
-
-    def _entry(
-        self,
-        h: bytes,
-        name: bytes,
-        t: int,
-        size: int,
-        pax: dict[bytes, bytes] | None,
-        longname: bytes | None,
-        longlink: bytes | None,
-    ) -> _Entry:
-        e = _Entry()
-        magic = h[257:265]
-        if magic[:6] == b"ustar\0":
-            # POSIX ustar/pax: prefix field; star puts atime/ctime after a shorter prefix
-            prefix = h[345:476] if h[508:512] == b"tar\0" else h[345:500]
-            prefix = prefix.split(b"\0", 1)[0]
-            if prefix:
-                name = prefix + b"/" + name
-        elif magic == b"ustar  \0":
-            gnu_atime = h[345:357]
-            if gnu_atime[0]:
-                e.atime = _parse_octal(gnu_atime) * 1_000_000_000
-        linkname = h[157:257].split(b"\0", 1)[0]
-        e.mode = _parse_octal(h[100:108]) & 0o7777
-        e.uid = _parse_octal(h[108:116])
-        e.gid = _parse_octal(h[116:124])
-        mtime = _parse_octal(h[136:148]) * 1_000_000_000
-        if t in (_T_CHR, _T_BLK):
-            e.major = _parse_octal(h[329:337])
-            e.minor = _parse_octal(h[337:345])
-        if pax:
-            v = pax.get(b"path")
-            if v:
-                name = v
-            v = pax.get(b"linkpath")
-            if v:
-                linkname = v
-            v = pax.get(b"size")
-            if v:
-                size = _parse_decimal(v, "size")
-            v = pax.get(b"uid")
-            if v:
-                e.uid = _parse_decimal(v, "uid")
-            v = pax.get(b"gid")
-            if v:
-                e.gid = _parse_decimal(v, "gid")
-            v = pax.get(b"mtime")
-            if v:
-                mtime = _parse_pax_time(v)
-            v = pax.get(b"atime")
-            if v:
-                e.atime = _parse_pax_time(v)
-            for key, value in pax.items():
-                if key.startswith(_XATTR_PREFIX):
-                    e.xattrs.append((key[len(_XATTR_PREFIX) :], value))
-                elif key.startswith(b"GNU.sparse."):
-                    t = _T_SPARSE
-        if longname is not None:
-            name = longname
-        if longlink is not None:
-            linkname = longlink
-        if t == _T_AREG and name.endswith(b"/"):
-            t = _T_DIR  # pre-POSIX directories
-        if not (0 <= mtime <= _MAX_TIME_NS):
-            mtime = 0
-        atime = e.atime if e.atime > mtime else mtime
-        e.atime = atime if atime <= _MAX_TIME_NS else 0
-        e.mtime = mtime
-        e.name = name
-        e.linkname = linkname
-        e.type = t
-        self.current = name
-        if t in _HEADER_ONLY:
-            size = 0  # as Go's archive/tar: these types never carry data
-        e.size = size
-        self._skip = size + (-size % _BLOCK)
-        return e
-
-
 # ---------------------------------------------------------------------------------------------
 # applying
+
+
+def _times(e: Entry) -> tuple[int, int]:
+    """(atime, mtime) in ns as containerd sets them: atime is at least mtime, and a time the
+    kernel cannot take becomes the epoch."""
+    mtime = e.mtime if 0 <= e.mtime <= _MAX_TIME_NS else 0
+    atime = e.atime if e.atime is not None and e.atime > mtime else mtime
+    return (atime if atime <= _MAX_TIME_NS else 0), mtime
 
 
 def _clean(name: bytes) -> list[bytes]:
@@ -558,7 +191,7 @@ class _Applier:
     def __init__(
         self,
         root: str | os.PathLike[str],
-        reader: _TarReader,
+        reader: TarReader,
         on_warning: Callable[[str], None] | None,
     ) -> None:
         self._reader = reader
@@ -766,13 +399,13 @@ class _Applier:
             self._warned_owner = True
             self.warn("ownership not applied: not running as root")
 
-    def _owner_failed(self, e: _Entry, exc: OSError) -> None:
+    def _owner_failed(self, e: Entry, exc: OSError) -> None:
         if exc.errno in (errno.EPERM, errno.EINVAL):  # user namespace without that id mapped
             self.warn(f"layer entry {_display(e.name)}: chown {e.uid}:{e.gid}: {exc.strerror}")
             return
         raise exc
 
-    def _xattrs(self, e: _Entry, target: int | bytes) -> None:
+    def _xattrs(self, e: Entry, target: int | bytes) -> None:
         """Set the entry's xattrs on an fd, or on a path without following a final symlink."""
         for key, value in e.xattrs:
             if key.startswith(b"trusted."):
@@ -792,12 +425,9 @@ class _Applier:
                     continue
                 raise _EntryError(f"xattr {_display(key)}: {exc.strerror}") from None
 
-    def _meta_fd(self, fd: int, e: _Entry, *, owned: bool = False, moded: bool = False) -> None:
-        """Owner, xattrs, mode and times of a regular file through its descriptor.
-
-        ``owned``: the file was created with ``e.uid``/``e.gid`` already; ``moded``: with
-        ``e.mode`` already (no set-id bits, which must follow the chown).
-        """
+    def _owner_fd(self, fd: int, e: Entry, *, owned: bool = False) -> None:
+        """Owner (as root; else one warning) and xattrs through a descriptor, before any chmod
+        (a chown clears set-id bits). ``owned``: it has ``e.uid``/``e.gid`` already."""
         if self._privileged:
             if not owned:
                 try:
@@ -808,9 +438,17 @@ class _Applier:
             self._no_owner()
         if e.xattrs:
             self._xattrs(e, fd)
+
+    def _meta_fd(self, fd: int, e: Entry, *, owned: bool = False, moded: bool = False) -> None:
+        """Owner, xattrs, mode and times of a regular file through its descriptor.
+
+        ``owned``: the file was created with ``e.uid``/``e.gid`` already; ``moded``: with
+        ``e.mode`` already (no set-id bits, which must follow the chown).
+        """
+        self._owner_fd(fd, e, owned=owned)
         if not moded:
             os.fchmod(fd, e.mode)
-        os.utime(fd, ns=(e.atime, e.mtime))
+        os.utime(fd, ns=_times(e))
 
     def _gid_of(self, dirfd: int) -> int:
         gid = self._dir_gid.get(dirfd)
@@ -823,7 +461,7 @@ class _Applier:
         dirfd: int,
         base: bytes,
         real: bytes,
-        e: _Entry,
+        e: Entry,
         symlink: bool,
         current: os.stat_result | None = None,
     ) -> None:
@@ -853,11 +491,11 @@ class _Applier:
             # fchmodat follows a final symlink; this object was just created (or lstat'ed) by
             # us as a non-symlink, and we are the only writer of the tree.
             os.chmod(base, e.mode, dir_fd=dirfd)
-        os.utime(base, ns=(e.atime, e.mtime), dir_fd=dirfd, follow_symlinks=False)
+        os.utime(base, ns=_times(e), dir_fd=dirfd, follow_symlinks=False)
 
     # -- entries ---------------------------------------------------------------------------
 
-    def apply(self, e: _Entry) -> None:
+    def apply(self, e: Entry) -> None:
         if b"\0" in e.name:
             raise _EntryError("name contains a NUL byte")
         comps = _clean(e.name)
@@ -871,22 +509,22 @@ class _Applier:
             self._invalidate()
             self._close_stale()
         t = e.type
-        if t in (_T_REG, _T_AREG, _T_CONT):
+        if t == REGTYPE:
             self._regular(e, comps)
-        elif t == _T_DIR:
+        elif t == DIRTYPE:
             self._directory(e, comps)
-        elif t == _T_SYM:
+        elif t == SYMTYPE:
             self._symlink(e, comps)
-        elif t == _T_LNK:
+        elif t == LNKTYPE:
             self._hardlink(e, comps)
-        elif t in (_T_FIFO, _T_CHR, _T_BLK):
+        elif t in (FIFOTYPE, CHRTYPE, BLKTYPE):
             self._node(e, comps)
-        elif t == _T_SPARSE:
+        elif t == SPARSETYPE:
             raise Unsupported(f"layer entry {_display(e.name)}: GNU sparse files are not supported")
         else:
-            raise _EntryError(f"unsupported entry type {bytes((t,))!r}")
+            raise _EntryError(f"unsupported entry type {t!r}")
 
-    def _regular(self, e: _Entry, comps: list[bytes]) -> None:
+    def _regular(self, e: Entry, comps: list[bytes]) -> None:
         dirfd, preal = self._parent(comps)
         base = comps[-1]
         # Created 0600 and chmod'ed after the chown, unless the mode has no set-id or sticky
@@ -902,13 +540,13 @@ class _Applier:
             fd = os.open(base, _O_NEW_FILE, mode if moded else 0o600, dir_fd=dirfd)
         try:
             if e.size:
-                self._reader.copy_to(fd, e.size)
+                self._reader.copy_to(fd)
             self._meta_fd(fd, e, owned=owned, moded=moded)
         finally:
             os.close(fd)
         self._mark(preal + b"/" + base if preal else base)
 
-    def _directory(self, e: _Entry, comps: list[bytes]) -> None:
+    def _directory(self, e: Entry, comps: list[bytes]) -> None:
         dirfd, preal = self._parent(comps)
         base = comps[-1]
         try:
@@ -921,15 +559,7 @@ class _Applier:
         fd = os.open(base, _O_DIR_READ, dir_fd=dirfd)
         real = preal + b"/" + base if preal else base
         try:
-            if self._privileged:
-                try:
-                    os.fchown(fd, e.uid, e.gid)
-                except OSError as exc:
-                    self._owner_failed(e, exc)
-            else:
-                self._no_owner()
-            if e.xattrs:
-                self._xattrs(e, fd)
+            self._owner_fd(fd, e)
             deferred_mode = -1
             if not self._privileged and e.mode & 0o700 != 0o700:
                 # keep the directory usable for our own later entries; final mode at the end
@@ -946,10 +576,10 @@ class _Applier:
         else:
             self._fds[real] = fd
         self._lex[b"/".join(comps)] = real
-        self._dir_times.append((real, e.atime, e.mtime, deferred_mode))
+        self._dir_times.append((real, *_times(e), deferred_mode))
         self._mark(real)
 
-    def _symlink(self, e: _Entry, comps: list[bytes]) -> None:
+    def _symlink(self, e: Entry, comps: list[bytes]) -> None:
         if b"\0" in e.linkname:
             raise _EntryError("symlink target contains a NUL byte")
         dirfd, preal = self._parent(comps)
@@ -963,7 +593,7 @@ class _Applier:
         self._meta_at(dirfd, base, real, e, True)
         self._mark(real)
 
-    def _hardlink(self, e: _Entry, comps: list[bytes]) -> None:
+    def _hardlink(self, e: Entry, comps: list[bytes]) -> None:
         if b"\0" in e.linkname:
             raise _EntryError("hardlink target contains a NUL byte")
         target = _clean(e.linkname)
@@ -998,18 +628,18 @@ class _Applier:
         self._meta_at(dirfd, base, real, e, stat.S_ISLNK(st.st_mode), st)
         self._mark(real)
 
-    def _node(self, e: _Entry, comps: list[bytes]) -> None:
+    def _node(self, e: Entry, comps: list[bytes]) -> None:
         t = e.type
-        if t != _T_FIFO and not self._privileged:
+        if t != FIFOTYPE and not self._privileged:
             self.warn(f"layer entry {_display(e.name)}: device node skipped: not running as root")
             return
         dirfd, preal = self._parent(comps)
         base = comps[-1]
-        if t == _T_FIFO:
+        if t == FIFOTYPE:
             kind, dev = stat.S_IFIFO, 0
         else:
-            kind = stat.S_IFCHR if t == _T_CHR else stat.S_IFBLK
-            dev = os.makedev(e.major, e.minor)
+            kind = stat.S_IFCHR if t == CHRTYPE else stat.S_IFBLK
+            dev = os.makedev(e.devmajor, e.devminor)
         for attempt in range(2):
             try:
                 os.mknod(base, kind | 0o600, dev, dir_fd=dirfd)
@@ -1019,7 +649,7 @@ class _Applier:
                     raise
                 self._remove(dirfd, base)
             except PermissionError:
-                if t == _T_FIFO:
+                if t == FIFOTYPE:
                     raise
                 self.warn(f"layer entry {_display(e.name)}: device node skipped: mknod refused")
                 return
@@ -1027,7 +657,7 @@ class _Applier:
         self._meta_at(dirfd, base, real, e, False)
         self._mark(real)
 
-    def _whiteout(self, e: _Entry, comps: list[bytes]) -> None:
+    def _whiteout(self, e: Entry, comps: list[bytes]) -> None:
         base = comps[-1]
         if base == _WH_OPAQUE:
             dirfd, preal = self._parent(comps)
@@ -1129,8 +759,8 @@ def apply_tar(
     produced: Callable[[], str] | None = None
     if algorithm == "sha256":
         produced = getattr(getattr(stream, "raw", stream), "stream_sha256", None)
-    hasher: _Hasher = _NoHash() if produced is not None else hashlib.new(algorithm)
-    reader = _TarReader(stream, hasher)
+    hasher = None if produced is not None else hashlib.new(algorithm)
+    reader = TarReader(stream, hasher=hasher)
     applier = _Applier(root, reader, on_warning)
     try:
         while True:
@@ -1139,12 +769,10 @@ def apply_tar(
                 if entry is None:
                     break
                 applier.apply(entry)
+            except FormatError as exc:
+                raise InvalidArgument(f"layer entry {_display(exc.entry)}: {exc.reason}") from None
             except _EntryError as exc:
                 raise InvalidArgument(f"layer entry {_display(reader.current)}: {exc}") from None
-            except _Truncated:
-                raise InvalidArgument(
-                    f"layer entry {_display(reader.current)}: unexpected end of stream"
-                ) from None
             except ValueError as exc:  # embedded NUL and friends from os.*
                 if isinstance(exc, InvalidArgument):
                     raise
@@ -1164,8 +792,28 @@ def apply_tar(
         reader.drain()
     finally:
         applier.close()
-    hexdigest = produced() if produced is not None else hasher.hexdigest()
+    if produced is not None:
+        hexdigest = produced()
+    else:
+        assert hasher is not None
+        hexdigest = hasher.hexdigest()
     diff_id = Digest(f"{algorithm}:{hexdigest}")
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise DigestMismatch(f"layer {diff_id}: expected diff_id {expected_diff_id}")
     return ApplyResult(diff_id=diff_id, size=reader.size, warnings=tuple(applier.warnings))
+
+
+def apply_blob(
+    provider: Provider,
+    blob: Descriptor,
+    root: str | os.PathLike[str],
+    *,
+    expected_diff_id: Digest | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """:func:`apply_tar` of the stored layer ``blob``, decompressed as its bytes say."""
+    with (
+        provider.open(blob) as raw,
+        decompressed_reader(raw, name=f"layer {blob.digest}") as tar,
+    ):
+        return apply_tar(tar, root, expected_diff_id=expected_diff_id, on_warning=on_warning)

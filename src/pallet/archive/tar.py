@@ -67,14 +67,17 @@ __all__ = [
     "BLKTYPE",
     "BLOCK_SIZE",
     "CHRTYPE",
+    "CONTTYPE",
     "DIRTYPE",
     "FIFOTYPE",
     "LNKTYPE",
     "REGTYPE",
     "SYMTYPE",
     "WHITEOUT_PREFIX",
+    "XHDTYPE",
     "Sink",
     "TarWriter",
+    "display",
     "encode_header",
     "whiteout_name",
 ]
@@ -87,16 +90,16 @@ CHRTYPE: Final = b"3"
 BLKTYPE: Final = b"4"
 DIRTYPE: Final = b"5"
 FIFOTYPE: Final = b"6"
-_CONTTYPE: Final = b"7"
-_PAXTYPE: Final = b"x"
+CONTTYPE: Final = b"7"  # contiguous file: read as a regular file, never written
+XHDTYPE: Final = b"x"  # PAX extended header of the next entry
 
 #: An entry ``dir/.wh.<name>`` deletes ``dir/<name>`` of the layers below (OCI image-spec).
 WHITEOUT_PREFIX: Final = b".wh."
 
 BLOCK_SIZE: Final = 512
-_DATA_TYPES: Final = frozenset({REGTYPE, _CONTTYPE})
+_DATA_TYPES: Final = frozenset({REGTYPE, CONTTYPE})
 _TYPES: Final = frozenset(
-    {REGTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE, _CONTTYPE}
+    {REGTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE, CONTTYPE}
 )
 
 _MAX_OCT7: Final = 0o7777777  # 8-byte numeric fields: 7 octal digits + NUL
@@ -203,8 +206,13 @@ def _pax_header_name(name: bytes) -> bytes:
     return _fallback(b"/".join(parts), _NAME_SIZE).rstrip(b"/")
 
 
-def _show(name: bytes) -> str:
-    return name.decode("utf-8", "backslashreplace")
+def display(name: bytes) -> str:
+    """A raw tar name for one-line messages: undecodable bytes as ``\\xNN``, control characters
+    escaped (``\\n``)."""
+    s = name.decode("utf-8", "backslashreplace")
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
 
 
 def encode_header(
@@ -239,7 +247,7 @@ def encode_header(
             xattr name, negative ids, device numbers beyond 7 octal digits, ...).
     """
     if not name or b"\0" in name:
-        raise InvalidArgument(f"tar entry {_show(name)!r}: name is empty or contains NUL")
+        raise InvalidArgument(f"tar entry {display(name)!r}: name is empty or contains NUL")
     _check(name, typeflag, mode, uid, gid, size, linkname, devmajor, devminor)
     devs = _DEVS % (devmajor, devminor)
     records: dict[bytes, bytes] = {}
@@ -263,9 +271,8 @@ def encode_header(
     if xattrs:
         for key, value in xattrs.items():
             if not key or b"=" in key or b"\0" in key:
-                raise InvalidArgument(
-                    f"tar entry {_show(name)!r}: xattr name {_show(key)!r} cannot be stored in PAX"
-                )
+                what = f"tar entry {display(name)!r}: xattr name {display(key)!r}"
+                raise InvalidArgument(f"{what} cannot be stored in PAX")
             records[b"SCHILY.xattr." + key] = bytes(value)
 
     if not records or (len(records) == 1 and prefix):
@@ -276,7 +283,7 @@ def encode_header(
     data = b"".join(_pax_record(k, records[k]) for k in sorted(records))
     pax_nums = _NUMS % (0, 0, 0, len(data), 0)
     out = [
-        _pack(_pax_header_name(name), pax_nums, _PAXTYPE, b"", b"", b""),
+        _pack(_pax_header_name(name), pax_nums, XHDTYPE, b"", b"", b""),
         data,
         _ZEROS[: -len(data) % BLOCK_SIZE],
     ]
@@ -311,7 +318,7 @@ def _check(
     devmajor: int,
     devminor: int,
 ) -> None:
-    what = f"tar entry {_show(name)!r}"
+    what = f"tar entry {display(name)!r}"
     if typeflag not in _TYPES:
         raise InvalidArgument(f"{what}: unsupported typeflag {typeflag!r}")
     if not 0 <= mode <= 0o7777:
@@ -333,7 +340,7 @@ def whiteout_name(path: bytes) -> bytes:
     path = path.rstrip(b"/")
     head, sep, base = path.rpartition(b"/")
     if not base or base in (b".", b".."):
-        raise InvalidArgument(f"whiteout {_show(path)!r}: not a deletable path")
+        raise InvalidArgument(f"whiteout {display(path)!r}: not a deletable path")
     return head + sep + WHITEOUT_PREFIX + base
 
 
@@ -490,7 +497,7 @@ class TarWriter:
         n = len(src)
         if n > self._remaining:
             raise FailedPrecondition(
-                f"tar entry {_show(self._entry)!r}: {n} bytes written, "
+                f"tar entry {display(self._entry)!r}: {n} bytes written, "
                 f"only {self._remaining} left of its size"
             )
         if not n:
@@ -553,7 +560,7 @@ class TarWriter:
                 self._pos = p
                 self._remaining = rem
                 raise FailedPrecondition(
-                    f"tar entry {_show(self._entry)!r}: file "
+                    f"tar entry {display(self._entry)!r}: file "
                     + (f"ended {rem} bytes before" if not n else "goes on past")
                     + " the size in its header (changed while being read?)"
                 )
@@ -626,5 +633,5 @@ class TarWriter:
         if self._closed:
             raise FailedPrecondition("tar writer: already closed")
         raise FailedPrecondition(
-            f"tar entry {_show(self._entry)!r}: {self._remaining} bytes of data missing"
+            f"tar entry {display(self._entry)!r}: {self._remaining} bytes of data missing"
         )

@@ -14,15 +14,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import InvalidArgument, NotFound
+from .. import InvalidArgument
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ..images import Image, ImageStore
-
-    # the one place the command line names the embedded store's module
-    from ..metadata.store import Store as Store
+    from .. import Image as PublicImage
+    from .. import Store as PublicStore
 
     #: a command's function: parsed arguments in, exit status out
     Run = Callable[[argparse.Namespace], int]
@@ -32,17 +28,17 @@ __all__ = [
     "EXIT_USAGE",
     "Parser",
     "add_command",
+    "add_containerd_arguments",
     "add_global_flags",
     "command_group",
     "command_parser",
-    "default_root",
-    "find_image",
     "human",
     "image_json",
-    "open_store",
     "output",
+    "pallet_store",
     "parse_kv",
     "table",
+    "wants_containerd",
 ]
 
 EXIT_USAGE = 2
@@ -96,23 +92,61 @@ def add_command(group: Group, name: str, fn: Run, help: str, **kw: Any) -> argpa
     return sp
 
 
-def default_root() -> Path:
-    """``$PALLET_ROOT``, else ``$XDG_DATA_HOME/pallet``, else ``~/.local/share/pallet``."""
-    from pathlib import Path
+def add_containerd_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    snapshotter: bool = False,
+    what: str = "work on a containerd daemon instead of the embedded store",
+) -> None:
+    """Add ``--containerd[=SOCKET]`` (help: ``what`` and the default socket) and
+    ``--namespace`` (and ``--snapshotter``) to ``p``."""
+    p.add_argument(
+        "--containerd",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="SOCKET",
+        help=f"{what} (default socket: "
+        "$PALLET_CONTAINERD_ADDRESS, $CONTAINERD_ADDRESS, /run/containerd/containerd.sock)",
+    )
+    p.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="containerd namespace (default: $PALLET_CONTAINERD_NAMESPACE, "
+        "$CONTAINERD_NAMESPACE, default)",
+    )
+    if snapshotter:
+        p.add_argument(
+            "--snapshotter",
+            metavar="NAME",
+            help="containerd snapshotter for unpack (default: $CONTAINERD_SNAPSHOTTER or "
+            "overlayfs)",
+        )
 
-    env = os.environ.get("PALLET_ROOT")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "pallet"
+
+def wants_containerd(args: argparse.Namespace) -> bool:
+    """``--containerd`` given, or ``$PALLET_CONTAINERD_ADDRESS`` set."""
+    if getattr(args, "containerd", None) is not None:
+        return True
+    return bool(os.environ.get("PALLET_CONTAINERD_ADDRESS"))
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    """The embedded store at ``--root`` (else :func:`default_root`)."""
-    from ..metadata import store
+def pallet_store(args: argparse.Namespace, *, containerd: bool | None = None) -> PublicStore:
+    """The :class:`pallet.Store` a command works on: containerd if ``containerd`` (default:
+    the command takes ``--containerd`` and :func:`wants_containerd`), else the embedded store
+    at ``--root``. Close it (``with``) when done."""
+    from .. import Store
 
-    return store.open_store(args.root or default_root())
+    if containerd is None:
+        containerd = hasattr(args, "containerd") and wants_containerd(args)
+    if not containerd:
+        return Store(args.root)
+    return Store.containerd(
+        args.containerd or None,
+        args.namespace,
+        snapshotter=getattr(args, "snapshotter", None),
+        root=args.root,
+    )
 
 
 def output(args: argparse.Namespace, obj: Any, text: Callable[[], str]) -> None:
@@ -144,14 +178,22 @@ def human(n: int) -> str:
     return str(n)
 
 
-def image_json(i: Image) -> dict[str, Any]:
-    """An image record as ``--format json`` prints it."""
+def image_json(i: PublicImage) -> dict[str, Any]:
+    """An image as ``--format json`` prints it: ``size`` is everything it references,
+    ``root_size`` the manifest's or index's own (``target.size``)."""
+    target = (
+        i.target.to_json()
+        if i.target is not None
+        else {"mediaType": i.media_type, "digest": i.digest, "size": i.root_size}
+    )
     return {
         "name": i.name,
-        "target": i.target.to_json(),
+        "target": target,
+        "size": i.size,
+        "root_size": i.root_size,
         "labels": dict(i.labels),
-        "created": i.created_at.isoformat() if i.created_at else None,
-        "updated": i.updated_at.isoformat() if i.updated_at else None,
+        "created": i.created.isoformat() if i.created else None,
+        "updated": i.updated.isoformat() if i.updated else None,
     }
 
 
@@ -164,22 +206,3 @@ def parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
             raise InvalidArgument(f"{what} {it!r}: want key=value")
         out[k] = v
     return out
-
-
-def find_image(images: ImageStore, ref: str) -> Image:
-    """The image named ``ref`` as written, else by its normalised form (``foo`` ->
-    ``docker.io/library/foo:latest``)."""
-    from ..oci.reference import Reference
-
-    try:
-        return images.get(ref)
-    except NotFound:
-        pass
-    try:
-        full = str(Reference.parse(ref))
-    except InvalidArgument:
-        raise NotFound(f"image {ref}: not found") from None
-    try:
-        return images.get(full)
-    except NotFound:
-        raise NotFound(f"image {ref}: not found") from None

@@ -13,125 +13,56 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from ..errors import InvalidArgument, Unsupported
-from ..labels import GC_EXPIRE
-from ..layout import (
-    ArchiveImage,
-    Format,
-    LoadResult,
-    load_archive,
-    load_directory,
-    plan_layout,
-    unpack,
-    write_archive,
-)
-from ..leases import new_id
-from ..oci.descriptor import Platform
-from ..oci.reference import Reference
-from . import backend
-from ._common import command_parser, find_image, open_store
+import pallet
+
+from ._common import add_containerd_arguments, command_parser, pallet_store
 
 __all__ = ["build_parser"]
 
 
-def _platform(args: argparse.Namespace) -> Platform | None:
-    return Platform.parse(args.platform) if args.platform else None
-
-
-def _archive_names(name: str) -> tuple[str, ...]:
-    """The image's store name, if it can be written into an archive (a reference)."""
-    try:
-        Reference.parse(name)
-    except InvalidArgument:
-        return ()
-    return (name,)
-
-
 # --- save ---------------------------------------------------------------------------------------
 def cmd_save(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    imgs = []
-    for ref in args.refs:
-        img = find_image(db.images, ref)
-        names = _archive_names(img.name)
-        if not names:
-            raise InvalidArgument(f"image {img.name}: its name is not an image reference")
-        imgs.append(ArchiveImage(target=img.target, names=names))
-    fmt = Format(args.archive_format)
-    try:
-        plan = plan_layout(db.content, imgs, format=fmt, platform=_platform(args))
-    except Unsupported as exc:
-        if fmt is Format.DOCKER and not args.platform:
-            raise Unsupported(f"{exc}; choose one platform with --platform") from None
-        raise
     out = args.output
-    if out == "-":
-        if sys.stdout.isatty():
-            raise InvalidArgument("refusing to write an archive to a terminal; use -o FILE")
-        sink = sys.stdout.buffer
-        write_archive(sink, db.content, plan)
-        sink.flush()
-        report = sys.stderr
-    else:
-        path = Path(out)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    if out == "-" and sys.stdout.isatty():
+        raise pallet.InvalidArgument("refusing to write an archive to a terminal; use -o FILE")
+    with pallet_store(args) as store:
         try:
-            with open(tmp, "xb") as f:
-                write_archive(f, db.content, plan)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+            written = store.save(
+                args.refs,
+                sys.stdout.buffer if out == "-" else out,
+                format=args.archive_format,
+                platform=args.platform,
+            )
+        except pallet.Unsupported as exc:
+            if args.archive_format == "docker" and not args.platform:
+                raise pallet.Unsupported(f"{exc}; choose one platform with --platform") from None
             raise
-        report = sys.stdout
-    for root in plan.images:
-        print(f"{root.target.digest} {' '.join(root.names)}".rstrip(), file=report)
+    # the archive may be on standard output: the report then goes to standard error
+    report = sys.stderr if out == "-" else sys.stdout
+    for image in written:
+        print(f"{image.digest} {' '.join(image.names)}".rstrip(), file=report)
     return 0
 
 
 # --- load ---------------------------------------------------------------------------------------
 def cmd_load(args: argparse.Namespace) -> int:
-    db = open_store(args)
     src = args.input
     if src == "-" and sys.stdin.isatty():
-        raise InvalidArgument("refusing to read an archive from a terminal; use -i FILE")
-    expire = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-    lease = db.leases.create(new_id("pallet-load"), {GC_EXPIRE: expire}).id
-    ok = False
-    try:
-        res: LoadResult
-        if src == "-":
-            res = load_archive(sys.stdin.buffer, db.content, db.images, lease=lease, tag=args.tag)
-        elif os.path.isdir(src):
-            res = load_directory(src, db.content, db.images, lease=lease, tag=args.tag)
-        else:
-            with open(src, "rb") as f:
-                res = load_archive(f, db.content, db.images, lease=lease, tag=args.tag)
-        ok = True
-    finally:
-        # on failure, collect what was written: nothing of the archive stays
-        db.leases.delete(lease, sync=not ok)
+        raise pallet.InvalidArgument("refusing to read an archive from a terminal; use -i FILE")
+    with pallet_store(args) as store:
+        loaded = store.load(sys.stdin.buffer if src == "-" else src, tag=args.tag)
     if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "format": res.format,
-                    "images": [
-                        {"target": i.target.to_json(), "names": list(i.names)} for i in res.images
-                    ],
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
+        doc = {
+            "format": loaded[0].format,
+            "images": [{"target": i.target.to_json(), "names": list(i.names)} for i in loaded],
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        for i in res.images:
+        for i in loaded:
             for n in i.names:
-                print(f"loaded {n} {i.target.digest}")
+                print(f"loaded {n} {i.digest}")
     return 0
 
 
@@ -140,25 +71,19 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     def warn(msg: str) -> None:
         print(f"pallet: warning: {msg}", file=sys.stderr)
 
-    platform = _platform(args)
-    with backend.open_backend(args) as b:
-        img = find_image(b.images, args.ref)
-        res = unpack(b.content, img.target, args.dest, platform=platform, on_warning=warn)
+    platform = pallet.Platform.parse(args.platform) if args.platform else None
+    with pallet_store(args) as store:
+        res = store.unpack(args.ref, args.dest, platform=platform, on_warning=warn)
     if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "manifest": res.manifest.to_json(),
-                    "diff_ids": list(res.diff_ids),
-                    "dest": os.fspath(args.dest),
-                },
-                indent=2,
-                sort_keys=True,
-            )
-        )
+        doc = {
+            "manifest": res.manifest.to_json(),
+            "diff_ids": list(res.diff_ids),
+            "dest": os.fspath(args.dest),
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         n = len(res.layers)
-        print(f"{res.manifest.digest} -> {args.dest} ({n} layer{'s' if n != 1 else ''})")
+        print(f"{res.digest} -> {args.dest} ({n} layer{'s' if n != 1 else ''})")
     return 0
 
 
@@ -205,7 +130,7 @@ def _unpack(prog: str) -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF")
     p.add_argument("dest", metavar="DEST", help="directory; must not exist or be empty")
     p.add_argument("--platform", help="platform of an index image (default: this host's)")
-    backend.add_arguments(p)
+    add_containerd_arguments(p)
     return p
 
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..oci.descriptor import Platform
-from . import backend
 from ._common import (
     add_command,
+    add_containerd_arguments,
     command_group,
-    find_image,
     human,
     image_json,
-    open_store,
     output,
+    pallet_store,
     table,
 )
 
@@ -36,45 +34,41 @@ __all__ = ["build_parser"]
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    with backend.connect(args) as c:
+    with pallet_store(args, containerd=True) as c:
         v = c.version()
-        obj = {
-            "address": c.address,
-            "namespace": c.namespace,
-            "version": v.version,
-            "revision": v.revision,
-        }
-    output(args, obj, lambda: f"containerd {v.version} ({v.revision}) at {obj['address']}")
+    obj = {
+        "address": v.address,
+        "namespace": v.namespace,
+        "version": v.version,
+        "revision": v.revision,
+    }
+    output(args, obj, lambda: f"containerd {v.version} ({v.revision}) at {v.address}")
     return 0
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from ..containerd import copy_image
-
-    db = open_store(args)
-    img = find_image(db.images, args.ref)
-    platform = Platform.parse(args.platform) if args.platform else None
-    with backend.connect(args) as c:
-        res = copy_image(
-            c,
-            db.content,
-            img,
-            names=args.names or (),
-            unpack=args.unpack,
-            snapshotter=args.snapshotter,
-            platform=platform,
-        )
+    with pallet_store(args, containerd=False) as src:
+        img = src.image(args.ref)  # before connecting: a name pallet lacks is the first error
+        with pallet_store(args, containerd=True) as dst:
+            res = src.copy(
+                img,
+                dst,
+                names=args.names or (),
+                unpack=args.unpack,
+                snapshotter=args.snapshotter,
+                platform=args.platform,
+            )
     obj = {
         "names": list(res.names),
-        "digest": str(res.image.target.digest),
-        "chain_id": str(res.chain_id) if res.chain_id else None,
+        "digest": res.digest,
+        "chain_id": res.chain_id,
         "blobs_written": res.blobs_written,
         "blobs_present": res.blobs_present,
         "bytes_written": res.bytes_written,
     }
 
     def text() -> str:
-        lines = [f"{n}: {res.image.target.digest}" for n in res.names]
+        lines = [f"{n}: {res.digest}" for n in res.names]
         lines.append(
             f"{res.blobs_written} blobs written ({res.bytes_written} bytes), "
             f"{res.blobs_present} already present"
@@ -88,13 +82,13 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    with backend.connect(args) as c:
-        imgs = c.images.list(args.filters)
+    with pallet_store(args, containerd=True) as c:
+        imgs = c.images(args.filters)
     output(
         args,
         [image_json(i) for i in imgs],
         lambda: table(
-            [(i.name, str(i.target.digest), human(i.target.size)) for i in imgs],
+            [(i.name, i.digest, human(i.size)) for i in imgs],
             ("NAME", "DIGEST", "SIZE"),
         ),
     )
@@ -106,10 +100,10 @@ def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
     p, grp = command_group(prog)
 
     def cadd(
-        name: str, fn: Callable[[argparse.Namespace], int], help: str
+        name: str, fn: Callable[[argparse.Namespace], int], help: str, **kw: str
     ) -> argparse.ArgumentParser:
-        sp = add_command(grp, name, fn, help)
-        backend.add_arguments(sp, what="the containerd daemon to talk to")
+        sp = add_command(grp, name, fn, help, **kw)
+        add_containerd_arguments(sp, what="the containerd daemon to talk to")
         return sp
 
     cadd("version", cmd_version, "show the daemon's version (checks that it answers)")
@@ -125,6 +119,13 @@ def build_parser(name: str, prog: str) -> argparse.ArgumentParser:
     sp.add_argument("--unpack", action="store_true", help="unpack into a snapshotter")
     sp.add_argument("--snapshotter", default="native", help="snapshotter (default: native)")
     sp.add_argument("--platform", help="the manifest to unpack (default: this machine's)")
-    sp = cadd("images", cmd_images, "list the daemon's images")
+    sp = cadd(
+        "images",
+        cmd_images,
+        "list the daemon's images",
+        description="List the daemon's images. SIZE is the size of everything an image "
+        "references (for an index, every platform), as ctr images ls shows; --format json also "
+        "gives the manifest's or index's own size as root_size.",
+    )
     sp.add_argument("filters", nargs="*", help="filters such as name~=^docker.io/")
     return p

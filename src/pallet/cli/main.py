@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from importlib import import_module
 from typing import NamedTuple
 
-from .. import __version__
-from ..errors import Error, InvalidArgument
+from .. import Error, InvalidArgument, __version__
 from ._common import EXIT_USAGE, Parser, add_global_flags
 
 __all__ = ["COMMANDS", "CommandInfo", "command_parser", "main", "parse_args"]

@@ -1,7 +1,8 @@
 """Progress renderers for ``--progress``: ``plain`` (BuildKit's lines), ``tty`` (live bars with
 bytes and rates, via rich), ``rawjson`` (one JSON object per update) and ``quiet``. ``auto`` picks
 ``tty`` when standard error is a terminal, else ``plain``. :func:`progress_session` opens one for
-the length of a job and closes it with the job's error, if any.
+the length of a job and closes it with the job's error, if any; :func:`progress_steps` does the
+same for each step of a call that runs several (``Progress.vertex``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, TextIO
 
-from ..errors import InvalidArgument
-from ..progress import Progress
+from .. import InvalidArgument, Progress
 
-__all__ = ["MODES", "Renderer", "make", "progress_session"]
+__all__ = ["MODES", "Renderer", "Steps", "make", "progress_session", "progress_steps"]
 
 MODES = ("auto", "plain", "tty", "rawjson", "quiet")
 
@@ -178,3 +178,58 @@ def progress_session(mode: str, vertex: str) -> Iterator[Renderer]:
         raise
     finally:
         r.close(error)
+
+
+class Steps:
+    """A writer for a call that runs several steps (an export: ``resolving <base>``, then
+    ``exporting to image``): one renderer per step, as :func:`progress_session` would open it,
+    opened when the step starts and closed when it ends, with its error if it failed.
+
+    A step reports itself as the event whose ``id`` is its ``vertex``; the other events go to
+    the renderer of the step that is open, without their ``vertex`` (so ``rawjson`` prints what
+    it prints for a single job).
+    """
+
+    def __init__(self, mode: str) -> None:
+        if mode not in MODES:  # now, not at the first event
+            raise InvalidArgument(f"progress mode {mode!r}: want one of {', '.join(MODES)}")
+        self.mode = mode
+        self.lock = threading.Lock()
+        self.open: Renderer | None = None
+
+    def write(self, p: Progress, /) -> None:
+        with self.lock:
+            if p.vertex and p.id == p.vertex and not p.parent:
+                if not p.done:
+                    self._close()
+                    self.open = make(self.mode, vertex=p.vertex)
+                elif self.open is not None:
+                    self._close(p.error)
+                return
+            if self.open is None:
+                self.open = make(self.mode, vertex=p.vertex or "exporting to image")
+            self.open.write(replace(p, vertex=""))
+
+    def _close(self, error: str = "") -> None:
+        r, self.open = self.open, None
+        if r is not None:
+            r.close(error)
+
+    def close(self, error: str = "") -> None:
+        with self.lock:
+            self._close(error)
+
+
+@contextmanager
+def progress_steps(mode: str) -> Iterator[Steps]:
+    """A :class:`Steps` writer for ``--progress mode``; a step still open when the block ends
+    is closed, with the block's error if it raised."""
+    steps = Steps(mode)
+    error = ""
+    try:
+        yield steps
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        steps.close(error)

@@ -4,102 +4,52 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgument, NotFound
-from ..images import Image
-from ..leases import temporary
-from ..oci.reference import Reference
-from ..remote import Options, login, logout, pull, push
-from . import backend
-from ._common import command_parser, open_store
+import pallet
+
+from ._common import add_containerd_arguments, command_parser, pallet_store
 from .progress import MODES, progress_session
 
-if TYPE_CHECKING:
-    from ..oci.descriptor import Descriptor
-    from ..progress import ProgressWriter
-    from ._common import Store
-
-__all__ = ["build_parser", "name_image", "pull_into", "remote_options"]
-
-
-def remote_options(args: argparse.Namespace, hosts: list[str]) -> Options:
-    if args.jobs < 1:
-        raise InvalidArgument(f"jobs {args.jobs}: must be at least 1")
-    return Options(
-        jobs=args.jobs,
-        insecure=frozenset(hosts) if args.insecure else frozenset(),
-        ca_file=args.ca_file,
-    )
-
-
-def name_image(db: Store, name: str, target: Descriptor) -> None:
-    """Point ``name`` at ``target`` (update, else create), as the exporter names images."""
-    try:
-        db.images.update(Image(name=name, target=target), ["target"])
-    except NotFound:
-        db.images.create(Image(name=name, target=target))
-
-
-def pull_into(
-    db: Store,
-    ref: str,
-    *,
-    platform: str | None,
-    options: Options,
-    progress: ProgressWriter,
-    lease: str,
-) -> Descriptor:
-    return pull(
-        ref,
-        db.content,
-        platform=platform,
-        lease=lease,
-        options=options,
-        on_progress=progress.write,
-    )
+__all__ = ["build_parser"]
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    ref = Reference.parse(args.ref)
-    db = open_store(args)
-    with progress_session(args.progress, f"pulling {ref}") as r, temporary(db.leases) as lease:
-        root = pull_into(
-            db,
+    ref = pallet.Reference.parse(args.ref)
+    with pallet_store(args) as store, progress_session(args.progress, f"pulling {ref}") as r:
+        image = store.pull(
             str(ref),
             platform=args.platform,
-            options=remote_options(args, [ref.registry]),
-            progress=r,
-            lease=lease,
+            insecure=args.insecure,
+            ca_file=args.ca_file,
+            jobs=args.jobs,
+            progress=r.write,
         )
-        name_image(db, str(ref), root)
-    print(root.digest)
+    print(image.digest)
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    dest = Reference.parse(args.dest or args.ref)
-    options = remote_options(args, [dest.registry])
-    with backend.open_backend(args) as b:
-        img = b.images.get(args.ref)
-        with progress_session(args.progress, f"pushing {dest}") as r:
-            results = push(
-                b.content,
-                img.target,
-                str(dest),
-                by_digest=args.by_digest,
-                options=options,
-                on_progress=r.write,
-            )
-    for res in results:
-        print(f"{res.name}@{res.descriptor.digest}" if args.by_digest else res.name)
+    dest = pallet.Reference.parse(args.dest or args.ref, default_tag=not args.by_digest)
+    # the renderer starts after the store opened: a daemon that is not there is one line
+    with pallet_store(args) as store, progress_session(args.progress, f"pushing {dest}") as r:
+        digest = store.push(
+            args.ref,
+            str(dest),
+            by_digest=args.by_digest,
+            insecure=args.insecure,
+            ca_file=args.ca_file,
+            jobs=args.jobs,
+            progress=r.write,
+        )
+    name = dest.name + (f":{dest.tag}" if dest.tag else "")
+    print(f"{name}@{digest}" if args.by_digest else name)
     return 0
 
 
 def cmd_login(args: argparse.Namespace) -> int:
     if args.password_stdin:
         if args.password:
-            raise InvalidArgument("password: --password and --password-stdin are exclusive")
+            raise pallet.InvalidArgument("password: --password and --password-stdin are exclusive")
         password = sys.stdin.readline().rstrip("\r\n")
     elif args.password is not None:
         password = args.password
@@ -108,21 +58,17 @@ def cmd_login(args: argparse.Namespace) -> int:
 
         password = getpass.getpass("Password: ")
     if not password:
-        raise InvalidArgument("password: must not be empty")
-    path = login(
-        args.server,
-        args.username,
-        password,
-        options=Options(
-            ca_file=args.ca_file, insecure=frozenset([args.server] if args.insecure else [])
-        ),
+        raise pallet.InvalidArgument("password: must not be empty")
+    # credentials are the user's, not a store's: no store is opened
+    path = pallet.Store.login(
+        args.server, args.username, password, insecure=args.insecure, ca_file=args.ca_file
     )
     print(f"Login Succeeded (credentials in {path})")
     return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    if logout(args.server):
+    if pallet.Store.logout(args.server):
         print(f"Removed login credentials for {args.server}")
     else:
         print(f"Not logged in to {args.server}")
@@ -155,7 +101,7 @@ def _push(prog: str) -> argparse.ArgumentParser:
     p.add_argument("dest", nargs="?", help="push to this reference instead of REF")
     p.add_argument("--by-digest", action="store_true", help="push without a tag")
     _registry_flags(p)
-    backend.add_arguments(p)
+    add_containerd_arguments(p)
     return p
 
 

@@ -9,52 +9,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExists, InvalidArgument, NotFound
-from ..images import walk
-from ..labels import GC_EXPIRE
-from ..leases import new_id
-from ..oci.digest import Digest
-from . import backend
+from .. import InvalidArgument
 from ._common import (
     add_command,
+    add_containerd_arguments,
     command_group,
     command_parser,
     human,
     image_json,
-    open_store,
     output,
+    pallet_store,
     parse_kv,
     table,
 )
 
 if TYPE_CHECKING:
-    from ..content import Info
+    from .. import ContentInfo
 
 __all__ = ["build_parser"]
 
 
-def _digest(s: str) -> Digest:
-    return Digest.parse(s)
-
-
-def _info_json(i: Info) -> dict[str, Any]:
+def _info_json(i: ContentInfo) -> dict[str, Any]:
     return {
         "digest": i.digest,
         "size": i.size,
-        "created": i.created_at.isoformat(),
-        "updated": i.updated_at.isoformat(),
+        "created": i.created.isoformat(),
+        "updated": i.updated.isoformat(),
         "labels": dict(i.labels),
     }
 
 
 # --- content ------------------------------------------------------------------------------------
 def cmd_content_ls(args: argparse.Namespace) -> int:
-    with backend.open_backend(args) as b:
-        infos = list(b.content.walk(args.filters))
+    with pallet_store(args) as store:
+        infos = store.content.list(args.filters)
     if args.quiet:
         for i in infos:
             print(i.digest)
@@ -67,7 +58,7 @@ def cmd_content_ls(args: argparse.Namespace) -> int:
                 (
                     i.digest,
                     human(i.size),
-                    i.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    i.created.strftime("%Y-%m-%d %H:%M:%S"),
                     ",".join(f"{k}={v}" for k, v in sorted(i.labels.items())),
                 )
                 for i in infos
@@ -79,14 +70,15 @@ def cmd_content_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_content_info(args: argparse.Namespace) -> int:
-    i = open_store(args).content.info(_digest(args.digest))
+    with pallet_store(args) as store:
+        i = store.content.info(args.digest)
     output(args, _info_json(i), lambda: json.dumps(_info_json(i), indent=2, sort_keys=True))
     return 0
 
 
 def cmd_content_cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    with open_store(args).content.open(_digest(args.digest)) as f:
+    with pallet_store(args) as store, store.content.open(args.digest) as f:
         while chunk := f.read(1 << 20):
             out.write(chunk)
     out.flush()
@@ -94,19 +86,17 @@ def cmd_content_cat(args: argparse.Namespace) -> int:
 
 
 def cmd_content_rm(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    for d in args.digests:
-        db.content.delete(_digest(d))
-        print(d)
+    with pallet_store(args) as store:
+        for d in args.digests:
+            store.content.remove(d)
+            print(d)
     return 0
 
 
 def cmd_content_label(args: argparse.Namespace) -> int:
     new = parse_kv(args.labels, "label")
-    db = open_store(args)
-    info = db.content.info(_digest(args.digest))
-    paths = [f"labels.{k}" for k in new]
-    info = db.content.update(replace(info, labels=new), paths)
+    with pallet_store(args) as store:
+        info = store.content.label(args.digest, new)
     output(
         args, _info_json(info), lambda: ",".join(f"{k}={v}" for k, v in sorted(info.labels.items()))
     )
@@ -114,35 +104,27 @@ def cmd_content_label(args: argparse.Namespace) -> int:
 
 
 def cmd_content_ingest(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    expected = _digest(args.expected_digest) if args.expected_digest else None
     labels = parse_kv(args.label, "label")
-    src = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115
-    try:
-        with db.content.writer(args.ref, total=args.expected_size, expected=expected) as w:
-            if w.offset:  # resume: skip what the store has
-                if src.seekable():
-                    src.seek(w.offset)
-                else:
-                    left = w.offset
-                    while left and (chunk := src.read(min(left, 1 << 20))):
-                        left -= len(chunk)
-            while chunk := src.read(1 << 20):
-                w.write(chunk)
-            dgst = w.commit(args.expected_size, expected, labels=labels)
-    except AlreadyExists:
-        if expected is None:
-            raise
-        dgst = expected
-    finally:
-        if args.file:
-            src.close()
+    with pallet_store(args) as store:
+        src = open(args.file, "rb") if args.file else sys.stdin.buffer  # noqa: SIM115
+        try:
+            dgst = store.content.ingest(
+                args.ref,
+                src,
+                expected_size=args.expected_size,
+                expected_digest=args.expected_digest,
+                labels=labels,
+            )
+        finally:
+            if args.file:
+                src.close()
     print(dgst)
     return 0
 
 
 def cmd_content_active(args: argparse.Namespace) -> int:
-    sts = open_store(args).content.list_statuses(args.filters)
+    with pallet_store(args) as store:
+        sts = store.content.active(args.filters)
     output(
         args,
         [
@@ -151,8 +133,8 @@ def cmd_content_active(args: argparse.Namespace) -> int:
                 "offset": s.offset,
                 "total": s.total,
                 "expected": s.expected,
-                "started": s.started_at.isoformat(),
-                "updated": s.updated_at.isoformat(),
+                "started": s.started.isoformat(),
+                "updated": s.updated.isoformat(),
             }
             for s in sts
         ],
@@ -162,7 +144,7 @@ def cmd_content_active(args: argparse.Namespace) -> int:
                     s.ref,
                     str(s.offset),
                     str(s.total or ""),
-                    s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    s.updated.strftime("%Y-%m-%d %H:%M:%S"),
                 )
                 for s in sts
             ],
@@ -173,17 +155,17 @@ def cmd_content_active(args: argparse.Namespace) -> int:
 
 
 def cmd_content_abort(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    for ref in args.refs:
-        db.content.abort(ref)
-        print(ref)
+    with pallet_store(args) as store:
+        for ref in args.refs:
+            store.content.abort(ref)
+            print(ref)
     return 0
 
 
 # --- images -------------------------------------------------------------------------------------
 def cmd_images_ls(args: argparse.Namespace) -> int:
-    with backend.open_backend(args) as b:
-        imgs = b.images.list(args.filters)
+    with pallet_store(args) as store:
+        imgs = store.images(args.filters)
     if args.quiet:
         for i in imgs:
             print(i.name)
@@ -195,11 +177,9 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
             [
                 (
                     i.name,
-                    i.target.media_type.rsplit(".", 2)[-2]
-                    if "." in i.target.media_type
-                    else i.target.media_type,
-                    i.target.digest,
-                    human(i.target.size),
+                    i.media_type.rsplit(".", 2)[-2] if "." in i.media_type else i.media_type,
+                    i.digest,
+                    human(i.size),
                 )
                 for i in imgs
             ],
@@ -210,10 +190,10 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_images_inspect(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    img = db.images.get(args.name)
-    obj = image_json(img)
-    obj["graph"] = [d.to_json() for d in walk(db.content, img.target)]
+    with pallet_store(args) as store:
+        img = store.image(args.name)
+        obj = image_json(img)
+        obj["graph"] = [d.to_json() for d in store.graph(img)]
     print(json.dumps(obj, indent=2, sort_keys=True))
     return 0
 
@@ -221,39 +201,34 @@ def cmd_images_inspect(args: argparse.Namespace) -> int:
 def cmd_images_rm(args: argparse.Namespace) -> int:
     # the last delete collects (sync): the embedded store runs its collector, containerd's
     # answers once its GC freed what no image, lease or label still holds
-    with backend.open_backend(args) as b:
+    with pallet_store(args) as store:
         last = len(args.names) - 1
         for idx, n in enumerate(args.names):
-            b.images.delete(n, sync=idx == last and not args.no_gc)
+            store.remove(n, gc=idx == last and not args.no_gc)
             print(n)
     return 0
 
 
 def cmd_images_tag(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    src = db.images.get(args.source)
-    for name in args.targets:
-        img = replace(src, name=name)
-        try:
-            db.images.update(img, ["target"])
-        except NotFound:
-            db.images.create(img)
-        print(name)
+    with pallet_store(args) as store:
+        for name in args.targets:
+            store.tag(args.source, name)
+            print(name)
     return 0
 
 
 # --- leases -------------------------------------------------------------------------------------
 def cmd_leases_ls(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    ls = db.leases.list(args.filters)
+    with pallet_store(args) as store:
+        ls = store.leases.list(args.filters)
     output(
         args,
         [
             {
                 "id": x.id,
-                "created": x.created_at.isoformat() if x.created_at else None,
+                "created": x.created.isoformat() if x.created else None,
                 "labels": dict(x.labels),
-                "resources": [{"type": r.type, "id": r.id} for r in db.leases.list_resources(x.id)],
+                "resources": [{"type": r.type, "id": r.id} for r in x.resources],
             }
             for x in ls
         ],
@@ -261,7 +236,7 @@ def cmd_leases_ls(args: argparse.Namespace) -> int:
             [
                 (
                     x.id,
-                    x.created_at.strftime("%Y-%m-%d %H:%M:%S") if x.created_at else "",
+                    x.created.strftime("%Y-%m-%d %H:%M:%S") if x.created else "",
                     ",".join(f"{k}={v}" for k, v in sorted(x.labels.items())),
                 )
                 for x in ls
@@ -274,13 +249,9 @@ def cmd_leases_ls(args: argparse.Namespace) -> int:
 
 def cmd_leases_create(args: argparse.Namespace) -> int:
     labels = parse_kv(args.label, "label")
-    if args.expires:
-        labels[GC_EXPIRE] = (
-            (datetime.now(UTC) + timedelta(seconds=_duration(args.expires)))
-            .isoformat()
-            .replace("+00:00", "Z")
-        )
-    lease = open_store(args).leases.create(args.id or new_id(), labels)
+    expires = timedelta(seconds=_duration(args.expires)) if args.expires else None
+    with pallet_store(args) as store:
+        lease = store.leases.create(args.id or None, expires=expires, labels=labels)
     print(lease.id)
     return 0
 
@@ -296,24 +267,25 @@ def _duration(s: str) -> float:
 
 
 def cmd_leases_rm(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    for lid in args.ids:
-        db.leases.delete(lid, sync=args.sync)
-        print(lid)
+    with pallet_store(args) as store:
+        for lid in args.ids:
+            store.leases.remove(lid, sync=args.sync)
+            print(lid)
     return 0
 
 
 # --- gc / fsck ----------------------------------------------------------------------------------
 def cmd_gc(args: argparse.Namespace) -> int:
-    st = open_store(args).collect(dry_run=args.dry_run)
+    with pallet_store(args) as store:
+        st = store.gc(dry_run=args.dry_run)
     output(
         args,
         {
-            "blobs": st.blobs,
+            "blobs": list(st.blobs),
             "bytes": st.bytes,
-            "leases": st.leases,
-            "ingests": st.ingests,
-            "snapshots": st.snapshots,
+            "leases": list(st.leases),
+            "ingests": list(st.ingests),
+            "snapshots": list(st.snapshots),
         },
         lambda: (
             f"{'would remove' if args.dry_run else 'removed'} {len(st.blobs)} blobs "
@@ -325,14 +297,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    db = open_store(args)
-    n = 0
-
-    def count(_: object) -> None:
-        nonlocal n
-        n += 1
-
-    problems = db.fsck(repair=args.repair, on_blob=count)
+    with pallet_store(args) as store:
+        report = store.fsck(repair=args.repair)
+    problems = report.problems
     if args.format == "json":
         print(
             json.dumps(
@@ -351,9 +318,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     else:
         for p in problems:
             print(p)
-        print(f"{n} blobs verified, {len(problems)} problems")
-    unrepaired = [p for p in problems if not p.repaired]
-    return 1 if unrepaired else 0
+        print(f"{report.blobs_verified} blobs verified, {len(problems)} problems")
+    return 0 if report.ok else 1
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -362,7 +328,7 @@ def _content(prog: str) -> argparse.ArgumentParser:
     sp = add_command(c, "ls", cmd_content_ls, "list blobs", aliases=["list"])
     sp.add_argument("filters", nargs="*", help='filters such as labels."k"==v or digest~=^sha')
     sp.add_argument("-q", "--quiet", action="store_true", help="digests only")
-    backend.add_arguments(sp)
+    add_containerd_arguments(sp)
     sp = add_command(c, "info", cmd_content_info, "show a blob's info")
     sp.add_argument("digest")
     sp = add_command(c, "cat", cmd_content_cat, "write a blob to standard output", aliases=["get"])
@@ -393,10 +359,20 @@ def _content(prog: str) -> argparse.ArgumentParser:
 
 def _images(prog: str) -> argparse.ArgumentParser:
     p, i = command_group(prog)
-    sp = add_command(i, "ls", cmd_images_ls, "list images", aliases=["list"])
+    sp = add_command(
+        i,
+        "ls",
+        cmd_images_ls,
+        "list images",
+        aliases=["list"],
+        description="List images. SIZE is the size of everything an image references (for an "
+        "index, every platform's manifest, config and layers), as docker images shows; content "
+        "not in the store counts by its descriptor. --format json also gives the manifest's or "
+        "index's own size as root_size.",
+    )
     sp.add_argument("filters", nargs="*", help="filters such as name~=^docker.io/")
     sp.add_argument("-q", "--quiet", action="store_true", help="names only")
-    backend.add_arguments(sp)
+    add_containerd_arguments(sp)
     sp = add_command(i, "inspect", cmd_images_inspect, "show an image and its graph")
     sp.add_argument("name")
     sp = add_command(
@@ -408,7 +384,7 @@ def _images(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="do not collect garbage afterwards (containerd: do not wait for its collector)",
     )
-    backend.add_arguments(sp)
+    add_containerd_arguments(sp)
     sp = add_command(i, "tag", cmd_images_tag, "give an image more names")
     sp.add_argument("source")
     sp.add_argument("targets", nargs="+")

@@ -158,11 +158,16 @@ class _FrameTracker(io.RawIOBase):
         self.offset += n
         return n
 
-    def _need(self, mv: memoryview, i: int, size: int) -> tuple[int, bool]:
-        """Collect a ``size``-byte field; returns (new index, complete)."""
+    def _need(self, mv: memoryview, i: int, size: int) -> tuple[int, int | None]:
+        """Collect a ``size``-byte little-endian field; returns (new index, its value once
+        complete, else None)."""
         take = min(size - len(self._field), len(mv) - i)
         self._field += mv[i : i + take]
-        return i + take, len(self._field) == size
+        if len(self._field) < size:
+            return i + take, None
+        value = int.from_bytes(self._field, "little")
+        self._field.clear()
+        return i + take, value
 
     def _track(self, mv: memoryview) -> None:
         i, n = 0, len(mv)
@@ -182,11 +187,9 @@ class _FrameTracker(io.RawIOBase):
                     self._end_frame()
                 continue
             if ph == _MAGIC:
-                i, done = self._need(mv, i, 4)
-                if not done:
+                i, magic = self._need(mv, i, 4)
+                if magic is None:
                     continue
-                magic = int.from_bytes(self._field, "little")
-                self._field.clear()
                 if magic == _ZSTD_MAGIC:
                     self._phase = _FHD
                 elif magic & 0xFFFFFFF0 == 0x184D2A50:
@@ -208,11 +211,9 @@ class _FrameTracker(io.RawIOBase):
                 if self._skip == 0:
                     self._phase = _BLOCK_HEADER
             elif ph == _BLOCK_HEADER:
-                i, done = self._need(mv, i, 3)
-                if not done:
+                i, bh = self._need(mv, i, 3)
+                if bh is None:
                     continue
-                bh = int.from_bytes(self._field, "little")
-                self._field.clear()
                 self._last_block = bool(bh & 1)
                 btype = (bh >> 1) & 3
                 if btype == 3:
@@ -223,11 +224,10 @@ class _FrameTracker(io.RawIOBase):
                 if self._skip == 0:
                     self._track_empty_body()
             elif ph == _SKIPPABLE_SIZE:
-                i, done = self._need(mv, i, 4)
-                if not done:
+                i, size = self._need(mv, i, 4)
+                if size is None:
                     continue
-                self._skip = int.from_bytes(self._field, "little")
-                self._field.clear()
+                self._skip = size
                 self._phase = _SKIP
                 if self._skip == 0:
                     self._phase = _MAGIC

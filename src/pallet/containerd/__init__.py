@@ -76,31 +76,24 @@ def _strip_scheme(address: str) -> str:
     return address[len("unix://") :] if address.startswith("unix://") else address
 
 
+def _setting(arg: str | None, name: str) -> str | None:
+    """``arg`` if not empty, else ``$PALLET_<name>``, else ``$<name>`` (ctr's), else None."""
+    return arg or os.environ.get(f"PALLET_{name}") or os.environ.get(name) or None
+
+
 def from_env(arg: str | None) -> str:
     """The socket to use: ``arg`` if given and not empty (``--containerd=SOCKET``), else
     ``$PALLET_CONTAINERD_ADDRESS``, else ``$CONTAINERD_ADDRESS`` (ctr's variable), else
     :data:`DEFAULT_ADDRESS`. A ``unix://`` prefix is accepted."""
-    for value in (
-        arg,
-        os.environ.get("PALLET_CONTAINERD_ADDRESS"),
-        os.environ.get("CONTAINERD_ADDRESS"),
-    ):
-        if value:
-            return _strip_scheme(value)
-    return DEFAULT_ADDRESS
+    value = _setting(arg, "CONTAINERD_ADDRESS")
+    return _strip_scheme(value) if value else DEFAULT_ADDRESS
 
 
 def namespace_from_env(arg: str | None) -> str:
     """The namespace: ``arg`` (``--namespace``), else ``$PALLET_CONTAINERD_NAMESPACE``, else
     ``$CONTAINERD_NAMESPACE`` (ctr's variable), else ``default``."""
-    for value in (
-        arg,
-        os.environ.get("PALLET_CONTAINERD_NAMESPACE"),
-        os.environ.get("CONTAINERD_NAMESPACE"),
-    ):
-        if value:
-            return validate_namespace(value)
-    return DEFAULT_NAMESPACE
+    value = _setting(arg, "CONTAINERD_NAMESPACE")
+    return validate_namespace(value) if value else DEFAULT_NAMESPACE
 
 
 def connect(

@@ -11,9 +11,10 @@ inverse of containerd's ``errdefs.ToGRPC``. ``grpc`` is imported lazily so that 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import (
     AlreadyExists,
@@ -26,7 +27,7 @@ from ..errors import (
 )
 from ._proto import load
 
-__all__ = ["Connection", "map_error", "one_line"]
+__all__ = ["Connection", "Service", "map_error", "one_line"]
 
 #: the server's limit each way is 16 MiB; stay below it with room for the envelope
 MAX_MESSAGE = 16 << 20
@@ -194,7 +195,17 @@ class Connection:
             return (("containerd-namespace", namespace), ("containerd-lease", lease))
         return (("containerd-namespace", namespace),)
 
-    def unary(
+    @contextlib.contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        """gRPC errors raised inside become pallet errors naming ``what`` (:func:`map_error`)."""
+        try:
+            yield
+        except Exception as exc:
+            if _is_rpc_error(exc):
+                raise map_error(exc, what, self.address) from None
+            raise
+
+    def call(
         self,
         service: str,
         method: str,
@@ -205,33 +216,22 @@ class Connection:
         lease: str | None = None,
         timeout: float | None = None,
     ) -> Any:
-        _, c = self._callable(service, method)
-        try:
+        """The response of a unary method; of a server-streaming one, an iterator of its
+        responses that starts the call when first read and cancels it if the caller stops
+        (``timeout`` is for unary calls). The method table says which kind a method is."""
+        kind, c = self._callable(service, method)
+        if kind == "server_stream":
+            return self._responses(c, request, self.headers(namespace, lease), what)
+        with self._mapped(what):
             return c(request, metadata=self.headers(namespace, lease), timeout=timeout)
-        except Exception as exc:
-            if _is_rpc_error(exc):
-                raise map_error(exc, what, self.address) from None
-            raise
 
-    def server_stream(
-        self,
-        service: str,
-        method: str,
-        request: Any,
-        *,
-        namespace: str,
-        what: str,
-        lease: str | None = None,
+    def _responses(
+        self, c: Any, request: Any, metadata: tuple[tuple[str, str], ...], what: str
     ) -> Iterator[Any]:
-        """Responses of a server-streaming call; the call is cancelled if the caller stops."""
-        _, c = self._callable(service, method)
-        call = c(request, metadata=self.headers(namespace, lease))
+        call = c(request, metadata=metadata)
         try:
-            yield from call
-        except Exception as exc:
-            if _is_rpc_error(exc):
-                raise map_error(exc, what, self.address) from None
-            raise
+            with self._mapped(what):
+                yield from call
         finally:
             call.cancel()
 
@@ -247,6 +247,21 @@ class Connection:
         """Start a bidirectional stream; returns the call (an iterator of responses)."""
         _, c = self._callable(service, method)
         return c(iter(requests), metadata=self.headers(namespace, lease))
+
+
+class Service:
+    """A client of one containerd service (``SERVICE``) in one namespace."""
+
+    SERVICE: ClassVar[str]
+
+    def __init__(self, conn: Connection, namespace: str) -> None:
+        self._conn = conn
+        self.namespace = namespace
+
+    def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
+        return self._conn.call(
+            self.SERVICE, method, req, namespace=self.namespace, what=what, lease=lease
+        )
 
 
 def _is_rpc_error(exc: BaseException) -> bool:

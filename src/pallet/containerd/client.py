@@ -91,7 +91,7 @@ class Client:
 
     def version(self, *, timeout: float | None = None) -> Version:
         req = self._conn.message("Version", "Empty")()
-        resp = self._conn.unary(
+        resp = self._conn.call(
             "Version",
             "Version",
             req,

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 
 from .. import filters as _filters
 from .. import labels as _labels
-from ..content import Info, Status
+from ..content import Info, Status, WriterBase
 from ..errors import (
     AlreadyExists,
     DigestMismatch,
@@ -47,7 +47,7 @@ from ..errors import (
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ._convert import to_datetime
-from ._rpc import Connection, map_error
+from ._rpc import Connection, Service, map_error
 
 __all__ = ["CHUNK", "WINDOW", "ContainerdContentStore", "ContainerdWriter"]
 
@@ -97,7 +97,7 @@ def _requests(q: queue.SimpleQueue[Any]) -> Iterator[Any]:
         yield item
 
 
-class ContainerdWriter:
+class ContainerdWriter(WriterBase):
     """One ingest over one ``Write`` stream. Not thread-safe (one writer, one thread)."""
 
     def __init__(
@@ -109,14 +109,11 @@ class ContainerdWriter:
         expected: Digest | None,
         lease: str | None,
     ) -> None:
+        super().__init__(ref, expected, lease)
         self._store = store
-        self._ref = ref
-        self._expected = expected
-        self._lease = lease
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending = 0
         self._buf = bytearray()
-        self._closed = False
         self._ended = False
         pb = store._conn.pb.content
         self._req = pb.WriteContentRequest
@@ -153,8 +150,7 @@ class ContainerdWriter:
         return resp
 
     def _send(self, req: Any, what: str) -> None:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._q.put(req)
         self._pending += 1
         while self._pending > WINDOW:
@@ -201,17 +197,8 @@ class ContainerdWriter:
         self._send(req, f"ingest ref {self._ref}")
 
     # -- Writer protocol ----------------------------------------------------------------------
-    @property
-    def ref(self) -> str:
-        return self._ref
-
-    @property
-    def offset(self) -> int:
-        return self._offset
-
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         mv = memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
@@ -231,8 +218,7 @@ class ContainerdWriter:
         return n
 
     def _stat(self) -> Any:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._flush()
         return self._roundtrip(self._req(action=_STAT), f"ingest ref {self._ref}")
 
@@ -254,23 +240,13 @@ class ContainerdWriter:
     def truncate(self, size: int) -> None:
         if size != 0:
             raise InvalidArgument(f"ingest ref {self._ref}: truncate only to 0 is supported")
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         self._buf.clear()
         self._offset = self._sent = 0
         # a WRITE at offset 0 while the daemon holds data truncates the ingest
         self._send(self._req(action=_WRITE, offset=0), f"ingest ref {self._ref}")
 
-    def commit(
-        self,
-        size: int = 0,
-        expected: Digest | None = None,
-        *,
-        labels: Mapping[str, str] | None = None,
-    ) -> Digest:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
-        lbl = _labels.validate_all(labels or {})
+    def _commit(self, size: int, expected: Digest | None, lbl: dict[str, str]) -> Digest:
         exp = Digest.parse(expected) if expected else self._expected
         what = f"ingest ref {self._ref}"
         try:
@@ -320,12 +296,6 @@ class ContainerdWriter:
     def __del__(self) -> None:
         if not getattr(self, "_ended", True):
             self._abandon()
-
-    def __enter__(self) -> ContainerdWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _BlobReader(io.RawIOBase):
@@ -385,13 +355,7 @@ class _BlobReader(io.RawIOBase):
                 req = self._store._conn.pb.content.ReadContentRequest(
                     digest=self._dgst, offset=self._pos
                 )
-                self._stream = self._store._conn.server_stream(
-                    "Content",
-                    "Read",
-                    req,
-                    namespace=self._store.namespace,
-                    what=f"content {self._dgst}",
-                )
+                self._stream = self._store._call("Read", req, f"content {self._dgst}")
             try:
                 resp = next(self._stream)
             except StopIteration:
@@ -409,25 +373,21 @@ class _BlobReader(io.RawIOBase):
         super().close()
 
 
-class ContainerdContentStore:
+class ContainerdContentStore(Service):
     """The content store of one containerd namespace.
 
     ``lease``: the lease of writers opened without one (:meth:`Client.with_lease`).
     """
 
+    SERVICE = "Content"
+
     def __init__(self, conn: Connection, namespace: str, *, lease: str | None = None) -> None:
-        self._conn = conn
-        self.namespace = namespace
+        super().__init__(conn, namespace)
         self.lease = lease
 
     @property
     def address(self) -> str:
         return self._conn.address
-
-    def _unary(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.unary(
-            "Content", method, req, namespace=self.namespace, what=what, lease=lease
-        )
 
     def _info(self, pb: Any) -> Info:
         return Info(
@@ -462,12 +422,7 @@ class ContainerdContentStore:
             return b""
         pb = self._conn.pb.content
         req = pb.ReadContentRequest(digest=dgst, offset=offset, size=n)
-        parts = [
-            r.data
-            for r in self._conn.server_stream(
-                "Content", "Read", req, namespace=self.namespace, what=f"content {dgst}"
-            )
-        ]
+        parts = [r.data for r in self._call("Read", req, f"content {dgst}")]
         return b"".join(parts)[:n]
 
     # -- Ingester ---------------------------------------------------------------------------
@@ -498,7 +453,7 @@ class ContainerdContentStore:
         if lease:
             pb = self._conn.pb.leases
             req = pb.AddResourceRequest(id=lease, resource=pb.Resource(id=dgst, type="content"))
-            self._conn.unary(
+            self._conn.call(
                 "Leases", "AddResource", req, namespace=self.namespace, what=f"lease {lease}"
             )
         if lbl:
@@ -519,7 +474,7 @@ class ContainerdContentStore:
     def info(self, dgst: Digest) -> Info:
         dgst = Digest.parse(dgst)
         req = self._conn.pb.content.InfoRequest(digest=dgst)
-        return self._info(self._unary("Info", req, f"content {dgst}").info)
+        return self._info(self._call("Info", req, f"content {dgst}").info)
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         dgst = Digest.parse(info.digest)
@@ -530,35 +485,33 @@ class ContainerdContentStore:
             info=pb.Info(digest=dgst, labels=dict(info.labels)),
             update_mask=self._conn.field_mask(paths=list(fieldpaths)),
         )
-        return self._info(self._unary("Update", req, f"content {dgst}").info)
+        return self._info(self._call("Update", req, f"content {dgst}").info)
 
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
         _filters.parse(filters)  # pallet's syntax errors, before the daemon's
         req = self._conn.pb.content.ListContentRequest(filters=list(filters))
-        for resp in self._conn.server_stream(
-            "Content", "List", req, namespace=self.namespace, what="content list"
-        ):
+        for resp in self._call("List", req, "content list"):
             for i in resp.info:
                 yield self._info(i)
 
     def delete(self, dgst: Digest) -> None:
         dgst = Digest.parse(dgst)
         req = self._conn.pb.content.DeleteContentRequest(digest=dgst)
-        self._unary("Delete", req, f"content {dgst}")
+        self._call("Delete", req, f"content {dgst}")
 
     # -- IngestManager ----------------------------------------------------------------------
     def status(self, ref: str) -> Status:
         _validate_ref(ref)
         req = self._conn.pb.content.StatusRequest(ref=ref)
-        return self._status(self._unary("Status", req, f"ingest ref {ref}").status)
+        return self._status(self._call("Status", req, f"ingest ref {ref}").status)
 
     def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]:
         _filters.parse(filters)
         req = self._conn.pb.content.ListStatusesRequest(filters=list(filters))
-        resp = self._unary("ListStatuses", req, "ingest list")
+        resp = self._call("ListStatuses", req, "ingest list")
         return [self._status(s) for s in resp.statuses]
 
     def abort(self, ref: str) -> None:
         _validate_ref(ref)
         req = self._conn.pb.content.AbortRequest(ref=ref)
-        self._unary("Abort", req, f"ingest ref {ref}")
+        self._call("Abort", req, f"ingest ref {ref}")

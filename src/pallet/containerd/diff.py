@@ -12,17 +12,15 @@ from collections.abc import Sequence
 from ..mount import Mount
 from ..oci.descriptor import Descriptor
 from ._convert import descriptor_from_pb, descriptor_to_pb, mounts_to_pb
-from ._rpc import Connection
+from ._rpc import Service
 
 __all__ = ["ContainerdApplier"]
 
 
-class ContainerdApplier:
+class ContainerdApplier(Service):
     """``Diff.Apply`` of one containerd namespace (containerd's ``diff.Applier``)."""
 
-    def __init__(self, conn: Connection, namespace: str) -> None:
-        self._conn = conn
-        self.namespace = namespace
+    SERVICE = "Diff"
 
     def apply(
         self, desc: Descriptor, mounts: Sequence[Mount], *, lease: str | None = None
@@ -36,7 +34,5 @@ class ContainerdApplier:
         req = pb.diff.ApplyRequest(
             diff=descriptor_to_pb(pb.types, desc), mounts=mounts_to_pb(pb.types, mounts)
         )
-        resp = self._conn.unary(
-            "Diff", "Apply", req, namespace=self.namespace, what=f"layer {desc.digest}", lease=lease
-        )
+        resp = self._call("Apply", req, f"layer {desc.digest}", lease)
         return descriptor_from_pb(resp.applied)

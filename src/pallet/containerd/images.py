@@ -17,7 +17,7 @@ from .. import labels as _labels
 from ..errors import InvalidArgument
 from ..images import Image, validate_image
 from ._convert import descriptor_from_pb, descriptor_to_pb, to_datetime
-from ._rpc import Connection
+from ._rpc import Service
 
 __all__ = ["ContainerdImageStore"]
 
@@ -31,15 +31,10 @@ def _check_fieldpaths(fieldpaths: Sequence[str]) -> None:
             raise InvalidArgument(f"field path {p!r}: cannot update image")
 
 
-class ContainerdImageStore:
+class ContainerdImageStore(Service):
     """The images of one containerd namespace."""
 
-    def __init__(self, conn: Connection, namespace: str) -> None:
-        self._conn = conn
-        self.namespace = namespace
-
-    def _call(self, method: str, req: Any, what: str) -> Any:
-        return self._conn.unary("Images", method, req, namespace=self.namespace, what=what)
+    SERVICE = "Images"
 
     def _to_pb(self, image: Image) -> Any:
         pb = self._conn.pb

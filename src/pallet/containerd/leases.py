@@ -16,7 +16,7 @@ from .. import labels as _labels
 from ..errors import InvalidArgument, NotFound
 from ..leases import Lease, Resource
 from ._convert import to_datetime
-from ._rpc import Connection
+from ._rpc import Service
 
 __all__ = ["ContainerdLeaseManager"]
 
@@ -25,15 +25,10 @@ def _order(lease: Lease) -> tuple[float, str]:
     return (lease.created_at.timestamp() if lease.created_at else 0.0, lease.id)
 
 
-class ContainerdLeaseManager:
+class ContainerdLeaseManager(Service):
     """The leases of one containerd namespace."""
 
-    def __init__(self, conn: Connection, namespace: str) -> None:
-        self._conn = conn
-        self.namespace = namespace
-
-    def _call(self, method: str, req: Any, what: str) -> Any:
-        return self._conn.unary("Leases", method, req, namespace=self.namespace, what=what)
+    SERVICE = "Leases"
 
     def _on_lease(self, method: str, req: Any, lease_id: str) -> Any:
         """A resource call; a missing lease reads as with the embedded store."""

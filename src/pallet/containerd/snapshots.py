@@ -18,7 +18,7 @@ from ..errors import AlreadyExists, Error, FailedPrecondition, InvalidArgument, 
 from ..mount import Mount
 from ..snapshots import Info, Kind, Usage
 from ._convert import mounts_from_pb, to_datetime
-from ._rpc import Connection
+from ._rpc import Connection, Service
 
 __all__ = ["ContainerdSnapshotter"]
 
@@ -26,24 +26,20 @@ _KINDS = {1: Kind.VIEW, 2: Kind.ACTIVE, 3: Kind.COMMITTED}
 _KIND_NUMBERS = {v: k for k, v in _KINDS.items()}
 
 
-class ContainerdSnapshotter:
+class ContainerdSnapshotter(Service):
     """Snapshotter ``name`` of one containerd namespace.
 
     ``lease``: the lease of ``prepare``/``view``/``commit`` called without one.
     """
 
+    SERVICE = "Snapshots"
+
     def __init__(
         self, conn: Connection, namespace: str, name: str = "native", *, lease: str | None = None
     ) -> None:
-        self._conn = conn
-        self.namespace = namespace
+        super().__init__(conn, namespace)
         self.name = name
         self.lease = lease
-
-    def _call(self, method: str, req: Any, what: str, lease: str | None = None) -> Any:
-        return self._conn.unary(
-            "Snapshots", method, req, namespace=self.namespace, what=what, lease=lease
-        )
 
     def _what(self, key: str) -> str:
         return f"snapshot {self.name}/{key}"
@@ -99,12 +95,7 @@ class ContainerdSnapshotter:
         labels: Mapping[str, str] | None = None,
         lease: str | None = None,
     ) -> builtins.list[Mount]:
-        lbl = _labels.validate_all(labels or {})
-        req = self._conn.pb.snapshots.PrepareSnapshotRequest(
-            snapshotter=self.name, key=key, parent=parent, labels=lbl
-        )
-        resp = self._call("Prepare", req, self._what(key), lease or self.lease)
-        return mounts_from_pb(resp.mounts)
+        return self._create("Prepare", key, parent, labels, lease)
 
     def view(
         self,
@@ -114,11 +105,21 @@ class ContainerdSnapshotter:
         labels: Mapping[str, str] | None = None,
         lease: str | None = None,
     ) -> builtins.list[Mount]:
+        return self._create("View", key, parent, labels, lease)
+
+    def _create(
+        self,
+        method: str,
+        key: str,
+        parent: str,
+        labels: Mapping[str, str] | None,
+        lease: str | None,
+    ) -> builtins.list[Mount]:
+        """``Prepare`` or ``View``: the two differ only in the kind of snapshot made."""
         lbl = _labels.validate_all(labels or {})
-        req = self._conn.pb.snapshots.ViewSnapshotRequest(
-            snapshotter=self.name, key=key, parent=parent, labels=lbl
-        )
-        return mounts_from_pb(self._call("View", req, self._what(key), lease or self.lease).mounts)
+        request = getattr(self._conn.pb.snapshots, f"{method}SnapshotRequest")
+        req = request(snapshotter=self.name, key=key, parent=parent, labels=lbl)
+        return mounts_from_pb(self._call(method, req, self._what(key), lease or self.lease).mounts)
 
     def commit(
         self,
@@ -158,8 +159,6 @@ class ContainerdSnapshotter:
         req = self._conn.pb.snapshots.ListSnapshotsRequest(
             snapshotter=self.name, filters=list(filters)
         )
-        for resp in self._conn.server_stream(
-            "Snapshots", "List", req, namespace=self.namespace, what=self._what("*")
-        ):
+        for resp in self._call("List", req, self._what("*")):
             for i in resp.info:
                 yield self._info(i)

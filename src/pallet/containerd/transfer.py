@@ -16,11 +16,10 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
-from ..content import Info, InfoProvider, Provider
+from ..content import InfoProvider, Provider, set_labels
 from ..errors import AlreadyExists, NotFound
 from ..images import Image
 from ..labels import GC_REF_CONTENT, GC_REF_SNAPSHOT_PREFIX
@@ -29,7 +28,7 @@ from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
 from .content import CHUNK
-from .unpack import read_json, unpack_image
+from .unpack import MAX_CONFIG, unpack_image
 
 if TYPE_CHECKING:
     from .client import Client
@@ -69,7 +68,7 @@ def ref_key(desc: Descriptor) -> str:
 def gc_labels(provider: Provider, desc: Descriptor) -> dict[str, str]:
     """The ``gc.ref.content`` labels linking a manifest or index to its children."""
     if mt.is_manifest(desc.media_type):
-        obj = read_json(provider, desc, "manifest")
+        obj = _images.read_json(provider, desc, limit=MAX_CONFIG)
         out: dict[str, str] = {}
         if obj.get("config"):
             out[f"{GC_REF_CONTENT}.config"] = str(Descriptor.from_json(obj["config"]).digest)
@@ -103,17 +102,7 @@ def _copy_blob(
         w = content.writer(ref_key(desc), total=desc.size, expected=desc.digest, lease=lease)
     except AlreadyExists:
         if labels:  # present (and now leased): make sure our GC edges are on it
-            now = datetime.now(UTC)
-            content.update(
-                Info(
-                    digest=desc.digest,
-                    size=desc.size,
-                    created_at=now,
-                    updated_at=now,
-                    labels=labels,
-                ),
-                [f"labels.{k}" for k in labels],
-            )
+            set_labels(content, desc, labels)
         return 0
     with w:
         sent = 0

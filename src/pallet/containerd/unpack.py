@@ -27,30 +27,22 @@ BENCHMARKS.md). ``$PALLET_CONTAINERD_APPLY=daemon`` always uses ``Diff.Apply``; 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import secrets
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import images as _images
-from ..content import Info, Provider
-from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
+from ..content import Provider, set_labels
+from ..errors import DigestMismatch, InvalidArgument, NotFound
 from ..labels import GC_REF_SNAPSHOT_PREFIX
 from ..mount import Mount
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
+from ..snapshots.chain import Layer, apply_chain, chain_ids, extract
 
 if TYPE_CHECKING:
     from .client import Client
-    from .diff import ContainerdApplier
-    from .snapshots import ContainerdSnapshotter
 
 __all__ = [
     "Layer",
@@ -58,7 +50,6 @@ __all__ = [
     "apply_layers",
     "chain_ids",
     "local_dir",
-    "read_json",
     "select_manifest",
     "unpack_image",
 ]
@@ -73,24 +64,6 @@ class LayerLike(Protocol):
     def blob(self) -> Descriptor: ...
     @property
     def diff_id(self) -> Digest: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Layer:
-    blob: Descriptor
-    diff_id: Digest
-
-
-def chain_ids(diff_ids: Sequence[Digest]) -> list[Digest]:
-    """chainID(L0) = diffID(L0); chainID(L0..Ln) = sha256("<chainID(L0..Ln-1)> <diffID(Ln)>")."""
-    out: list[Digest] = []
-    for d in diff_ids:
-        if not out:
-            out.append(Digest(d))
-        else:
-            h = hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest()
-            out.append(Digest("sha256:" + h))
-    return out
 
 
 def apply_layers(
@@ -111,73 +84,35 @@ def apply_layers(
     """
     sn = client.snapshotter(snapshotter_name)
     applier = client.applier()
-    chains = chain_ids([ly.diff_id for ly in layers])
-    start = len(chains)
-    while start > 0:  # the highest chain already present; apply upwards from there
-        try:
-            sn.stat(chains[start - 1])
-            break
-        except NotFound:
-            start -= 1
-    for i in range(start):
-        if on_layer:
-            on_layer(layers[i], False)
-    for i in range(start, len(layers)):
-        applied = _apply_one(sn, applier, layers, chains, i, lease, client.content)
-        if on_layer:
-            on_layer(layers[i], applied)
-    return chains[-1] if chains else Digest("")
 
+    def apply_one(i: int, chains: Sequence[Digest]) -> bool:
+        """Apply layer ``i`` on top of chain ``i-1``; False if another client committed it first."""
+        layer = layers[i]
 
-def _apply_one(
-    sn: ContainerdSnapshotter,
-    applier: ContainerdApplier,
-    layers: Sequence[LayerLike],
-    chains: Sequence[Digest],
-    i: int,
-    lease: str | None,
-    content: Provider | None = None,
-) -> bool:
-    """Apply layer ``i`` on top of chain ``i-1``; False if another client committed it first."""
-    layer, chain = layers[i], chains[i]
-    parent = chains[i - 1] if i else ""
-    parent_redone = False
-    while True:
-        key = f"extract-{time.time_ns()}-{secrets.token_urlsafe(6)} {chain}"
-        try:
-            mounts = sn.prepare(key, parent, lease=lease)
-            break
-        except AlreadyExists:
-            continue  # key taken: pick another
-        except NotFound:
-            if i == 0 or parent_redone:
-                raise
-            # the parent went away between Stat and Prepare: make it again, once
-            _apply_one(sn, applier, layers, chains, i - 1, lease, content)
-            parent_redone = True
-    try:
-        local = local_dir(mounts) if content is not None else None
-        if local is not None:
-            assert content is not None
-            _apply_local(content, layer, local)
-        else:
-            applied = applier.apply(layer.blob, mounts, lease=lease)
-            if applied.digest != layer.diff_id:
+        def write(mounts: list[Mount]) -> None:
+            local = local_dir(mounts)
+            if local is not None:
+                from ..archive.apply import apply_blob  # the applier loads only when used
+
+                got = apply_blob(client.content, layer.blob, local).diff_id
+            else:
+                got = applier.apply(layer.blob, mounts, lease=lease).digest
+            if got != layer.diff_id:
                 raise DigestMismatch(
                     f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
-                    f"{applied.digest}, expected {layer.diff_id}"
+                    f"{got}, expected {layer.diff_id}"
                 )
-        try:
-            sn.commit(chain, key, lease=lease)
-        except AlreadyExists:
-            with contextlib.suppress(NotFound):
-                sn.remove(key)
-            return False
-        return True
-    except BaseException:
-        with contextlib.suppress(Error):
-            sn.remove(key)
-        raise
+
+        return extract(
+            sn,
+            chains[i],
+            chains[i - 1] if i else "",
+            write,
+            lease=lease,
+            redo_parent=(lambda: apply_one(i - 1, chains)) if i else None,
+        )
+
+    return apply_chain(sn, layers, apply_one, on_layer)
 
 
 def local_dir(mounts: Sequence[Mount]) -> str | None:
@@ -190,36 +125,6 @@ def local_dir(mounts: Sequence[Mount]) -> str | None:
     if not os.path.isdir(d) or os.path.islink(d) or not os.access(d, os.W_OK | os.X_OK):
         return None
     return d
-
-
-def _apply_local(content: Provider, layer: LayerLike, root: str) -> None:
-    from ..archive.apply import apply_tar
-    from ..compression import decompressed_reader
-
-    with (
-        content.open(layer.blob) as raw,
-        decompressed_reader(raw, name=f"layer {layer.blob.digest}") as tar,
-    ):
-        res = apply_tar(tar, root)
-    if res.diff_id != layer.diff_id:
-        raise DigestMismatch(
-            f"layer {layer.blob.digest}: wrong diff id calculated on extraction "
-            f"{res.diff_id}, expected {layer.diff_id}"
-        )
-
-
-def read_json(provider: Provider, desc: Descriptor, what: str) -> dict[str, Any]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_CONFIG + 1)
-    if len(raw) > MAX_CONFIG:
-        raise InvalidArgument(f"{what} {desc.digest}: larger than {MAX_CONFIG} bytes")
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what} {desc.digest}: invalid JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"{what} {desc.digest}: not a JSON object")
-    return obj
 
 
 def _matches(p: Platform | None, want: Platform) -> bool:
@@ -273,10 +178,10 @@ def unpack_image(
     """
     content = client.content
     manifest_desc = select_manifest(content, target, platform)
-    manifest = read_json(content, manifest_desc, "manifest")
+    manifest = _images.read_json(content, manifest_desc, limit=MAX_CONFIG)
     config = Descriptor.from_json(manifest.get("config") or {})
     blobs = [Descriptor.from_json(x) for x in manifest.get("layers") or ()]
-    cfg = read_json(content, config, "config")
+    cfg = _images.read_json(content, config, "config", MAX_CONFIG)
     diff_ids = [Digest.parse(str(d)) for d in (cfg.get("rootfs") or {}).get("diff_ids") or ()]
     if len(diff_ids) != len(blobs):
         raise InvalidArgument(
@@ -286,15 +191,5 @@ def unpack_image(
     chain = apply_layers(client, snapshotter, layers, lease, on_layer=on_layer)
     if layers:
         key = f"{GC_REF_SNAPSHOT_PREFIX}{snapshotter}"
-        now = datetime.now(UTC)
-        content.update(
-            Info(
-                digest=config.digest,
-                size=config.size,
-                created_at=now,
-                updated_at=now,
-                labels={key: chain},
-            ),
-            [f"labels.{key}"],
-        )
+        set_labels(content, config, {key: chain})
     return chain

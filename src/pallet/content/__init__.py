@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import BinaryIO, Protocol, Self, runtime_checkable
 
+from .. import labels as _labels
+from ..errors import FailedPrecondition
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 
@@ -35,6 +37,8 @@ __all__ = [
     "Status",
     "Store",
     "Writer",
+    "WriterBase",
+    "set_labels",
 ]
 
 
@@ -90,6 +94,57 @@ class Writer(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class WriterBase:
+    """What every :class:`Writer` implementation shares: ``ref`` and ``offset``, refusing use
+    after ``close``, ``commit``'s checks, and closing when a ``with`` block is left.
+
+    A subclass keeps ``_offset`` and ``_closed`` up to date and implements the rest of
+    :class:`Writer`, with ``_commit(size, expected, labels)`` doing ``commit``'s work once the
+    writer is known open and the labels valid.
+    """
+
+    def __init__(self, ref: str, expected: Digest | None, lease: str | None) -> None:
+        self._ref = ref
+        self._expected = expected
+        self._lease = lease
+        self._offset = 0
+        self._closed = False
+
+    @property
+    def ref(self) -> str:
+        return self._ref
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+
+    def commit(
+        self,
+        size: int = 0,
+        expected: Digest | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> Digest:
+        self._check_open()
+        return self._commit(size, expected, _labels.validate_all(labels or {}))
+
+    def _commit(self, size: int, expected: Digest | None, labels: dict[str, str]) -> Digest:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Provider(Protocol):
     def open(self, desc: Descriptor | Digest) -> BinaryIO:
         """Random-access (seekable) reader of a committed blob; needs the digest only."""
@@ -126,3 +181,13 @@ class IngestManager(Protocol):
 @runtime_checkable
 class Store(Provider, Ingester, Manager, IngestManager, Protocol):
     """The whole content store."""
+
+
+def set_labels(manager: Manager, desc: Descriptor, labels: Mapping[str, str]) -> Info:
+    """Set ``labels`` on the blob ``desc``, keeping its others (one ``labels.<key>`` field path
+    each, as containerd's ``content.Update`` takes them)."""
+    now = datetime.now(UTC)
+    return manager.update(
+        Info(digest=desc.digest, size=desc.size, created_at=now, updated_at=now, labels=labels),
+        [f"labels.{k}" for k in labels],
+    )

@@ -38,14 +38,13 @@ from .. import labels as _labels
 from ..errors import (
     AlreadyExists,
     DigestMismatch,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
 from ..oci.descriptor import Descriptor
 from ..oci.digest import ALGORITHMS, Digest, Digester
-from . import Info, Status
+from . import Info, Status, WriterBase
 
 if TYPE_CHECKING:
     from .. import filters as _filters
@@ -245,7 +244,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
         _writeback_state = -1  # e.g. a file system that does not support it
 
 
-class LocalWriter:
+class LocalWriter(WriterBase):
     """An ingest in progress. Not thread-safe: one writer belongs to one thread at a time."""
 
     def __init__(
@@ -258,20 +257,16 @@ class LocalWriter:
         expected: Digest | None,
         lease: str | None,
     ) -> None:
+        super().__init__(ref, expected, lease)
         self._store = store
-        self._ref = ref
         self._dir = dirpath
         self._lock = lock
         self._total = total
-        self._expected = expected
-        self._lease = lease
-        self._closed = False
         alg = expected.algorithm if expected else "sha256"
         self._hasher = Digester(alg)
         data = dirpath / "data"
         self._fd = os.open(data, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         # resume: re-hash what a previous writer left
-        self._offset = 0
         size = os.fstat(self._fd).st_size
         if size:
             with open(data, "rb") as f:
@@ -283,17 +278,8 @@ class LocalWriter:
         self._started = _from_ts(st.read_text()) if st.exists() else _now()
 
     # -- Writer protocol --------------------------------------------------------------------
-    @property
-    def ref(self) -> str:
-        return self._ref
-
-    @property
-    def offset(self) -> int:
-        return self._offset
-
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
+        self._check_open()
         view = memoryview(data)
         n = len(view)
         written = 0
@@ -327,22 +313,13 @@ class LocalWriter:
         self._offset = 0
         self._hasher = Digester(self._hasher.algorithm)
 
-    def commit(
-        self,
-        size: int = 0,
-        expected: Digest | None = None,
-        *,
-        labels: Mapping[str, str] | None = None,
-    ) -> Digest:
-        if self._closed:
-            raise FailedPrecondition(f"ingest ref {self._ref}: writer is closed")
-        lbl = _labels.validate_all(labels or {})
+    def _commit(self, size: int, expected: Digest | None, labels: dict[str, str]) -> Digest:
         try:
-            return self._commit(size, expected or self._expected, lbl)
+            return self._publish(size, expected or self._expected, labels)
         finally:
             self.close()
 
-    def _commit(self, size: int, expected: Digest | None, lbl: dict[str, str]) -> Digest:
+    def _publish(self, size: int, expected: Digest | None, lbl: dict[str, str]) -> Digest:
         os.fsync(self._fd)
         if size > 0 and size != self._offset:
             raise DigestMismatch(
@@ -389,12 +366,6 @@ class LocalWriter:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._store._release(self, unlink=False)
-
-    def __enter__(self) -> LocalWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def lock(self) -> _RefLock:

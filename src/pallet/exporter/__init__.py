@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from .. import _gojson
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
-from . import _json
 
 if TYPE_CHECKING:
     from ..progress import ProgressWriter
@@ -119,7 +119,7 @@ def export_response(
     """The exporter's response map for a committed root descriptor (spec §1, §5.2)."""
     out = {
         RESPONSE_DIGEST: str(root.digest),
-        RESPONSE_DESCRIPTOR: base64.b64encode(_json.marshal(root.to_json())).decode("ascii"),
+        RESPONSE_DESCRIPTOR: base64.b64encode(_gojson.marshal(root.to_json())).decode("ascii"),
     }
     if config_digest is not None:
         out[RESPONSE_CONFIG_DIGEST] = str(config_digest)

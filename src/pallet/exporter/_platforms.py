@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from .._gojson import go_quote as _q
 from ..errors import InvalidArgument
 from ..oci.descriptor import Platform
-from ._json import go_quote as _q
 
 __all__ = ["KNOWN_ARCHES", "KNOWN_OSES", "format_all", "go_repr", "normalize", "parse_specifier"]
 

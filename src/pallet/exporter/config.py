@@ -35,27 +35,31 @@ config blob of one manifest, in BuildKit's order, each step also usable on its o
    ``created`` later than the epoch is clamped, an absent ``created`` becomes the last history
    time (or ``null``), inline cache goes to ``moby.buildkit.cache.v0`` as a base64 string.
 
+Decoding follows Go's ``encoding/json`` (last member wins, field names match
+case-insensitively, Go's error texts): :mod:`pallet._gojson`, given the Go types below.
+
 Encoding (byte-exact with Go): compact, top-level keys sorted, nested raw values as written but
-compacted and HTML-escaped (see :mod:`._json`); history entries in the key order ``created,
-created_by, author, comment, empty_layer`` with empty values left out; times in RFC 3339 with
-nanoseconds, trailing zeros trimmed, ``Z`` for UTC and ``±hh:mm`` otherwise (:class:`Timestamp`
-keeps the nanoseconds and the offset a time was written with, as Go's ``time.Time`` does).
+compacted and HTML-escaped (see :mod:`pallet._gojson`); history entries in the key order
+``created, created_by, author, comment, empty_layer`` with empty values left out; times in
+RFC 3339 with nanoseconds, trailing zeros trimmed, ``Z`` for UTC and ``±hh:mm`` otherwise
+(:class:`pallet._gotime.Timestamp` keeps the nanoseconds and the offset a time was written with,
+as Go's ``time.Time`` does).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from .. import _gojson
+from .._gojson import BOOL, EMPTY_STRUCT, STRING, TIME, GoType, map_of, slice_of, struct
+from .._gotime import Timestamp
 from ..errors import InvalidArgument
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest, canonical
-from . import _json
 from ._platforms import format_all, go_repr, normalize
 
 __all__ = [
@@ -67,7 +71,6 @@ __all__ = [
     "ImageConfig",
     "Layer",
     "PlatformEntry",
-    "Timestamp",
     "build_config",
     "clamp_history",
     "default_config",
@@ -88,391 +91,69 @@ _META_CONFIG = "containerimage.config"
 
 
 # --------------------------------------------------------------------------------------------
-# time
+# the Go types BuildKit decodes into (for Go's error texts; see pallet._gojson.unmarshal)
 
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    y -= m <= 2
-    era = y // 400  # floor division: no C-style correction
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _civil_from_days(z: int) -> tuple[int, int, int]:
-    z += 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    return yoe + era * 400 + (m <= 2), m, d
-
-
-def _days_in_month(y: int, m: int) -> int:
-    if m == 2:
-        return 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})\Z"
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Timestamp:
-    """An instant plus the UTC offset it is written with; nanosecond precision (Go ``time.Time``).
-
-    Equality compares all three fields (Go's ``reflect.DeepEqual`` on times of the same zone);
-    use :meth:`after` to compare instants.
-    """
-
-    seconds: int
-    nanos: int = 0
-    offset: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> Timestamp:
-        """Parse RFC 3339 as Go's ``time.Time.UnmarshalJSON`` does (strict form).
-
-        Raises:
-            InvalidArgument: not an RFC 3339 time.
-        """
-        m = _RFC3339.match(text)
-        bad = InvalidArgument(f"parsing time {json.dumps(text)}: not an RFC 3339 time")
-        if m is None:
-            raise bad
-        y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
-        frac, zone = m.group(7) or "", m.group(8)
-        if not (1 <= mo <= 12 and 1 <= d <= _days_in_month(y, mo) and hh < 24 and mi < 60):
-            raise bad
-        if ss >= 60:
-            raise bad
-        offset = 0
-        if zone != "Z":
-            oh, om = int(zone[1:3]), int(zone[4:6])
-            if oh >= 24 or om >= 60:
-                raise bad
-            offset = (oh * 3600 + om * 60) * (-1 if zone[0] == "-" else 1)
-        nanos = int((frac + "000000000")[:9]) if frac else 0
-        secs = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - offset
-        return cls(seconds=secs, nanos=nanos, offset=offset)
-
-    @classmethod
-    def from_unix(cls, seconds: int) -> Timestamp:
-        """``time.Unix(seconds, 0).UTC()`` (how a SOURCE_DATE_EPOCH becomes a time)."""
-        return cls(seconds=int(seconds))
-
-    @classmethod
-    def from_datetime(cls, dt: datetime) -> Timestamp:
-        """An aware datetime keeps its offset; a naive one is taken as UTC."""
-        if dt.tzinfo is None or dt.utcoffset() is None:
-            dt = dt.replace(tzinfo=UTC)
-        off = dt.utcoffset()
-        offset = int(off.total_seconds()) if off is not None else 0
-        delta = dt.astimezone(UTC).replace(tzinfo=None) - datetime(1970, 1, 1)
-        return cls(
-            seconds=delta.days * 86400 + delta.seconds,
-            nanos=delta.microseconds * 1000,
-            offset=offset,
-        )
-
-    def to_datetime(self) -> datetime:
-        """An aware datetime (microsecond precision) in this timestamp's offset."""
-        tz = timezone(timedelta(seconds=self.offset)) if self.offset else UTC
-        base = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-            seconds=self.seconds, microseconds=self.nanos // 1000
-        )
-        return base.astimezone(tz)
-
-    def after(self, other: Timestamp) -> bool:
-        """Go's ``t.After(u)``: a strictly later instant."""
-        return (self.seconds, self.nanos) > (other.seconds, other.nanos)
-
-    def rfc3339(self) -> str:
-        """RFC 3339 with nanoseconds (Go's ``RFC3339Nano``, as ``MarshalJSON`` writes it).
-
-        Raises:
-            InvalidArgument: the year is outside 0-9999 (Go refuses to marshal it too).
-        """
-        local = self.seconds + self.offset
-        days, rem = divmod(local, 86400)
-        y, m, d = _civil_from_days(days)
-        if not 0 <= y <= 9999:
-            raise InvalidArgument("Time.MarshalJSON: year outside of range [0,9999]")
-        hh, rem = divmod(rem, 3600)
-        mi, ss = divmod(rem, 60)
-        out = f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mi:02d}:{ss:02d}"
-        if self.nanos:
-            out += "." + f"{self.nanos:09d}".rstrip("0")
-        if self.offset == 0:
-            return out + "Z"
-        sign = "-" if self.offset < 0 else "+"
-        oh, om = divmod(abs(self.offset) // 60, 60)
-        return f"{out}{sign}{oh:02d}:{om:02d}"
-
-    def __str__(self) -> str:
-        return self.rfc3339()
-
-
-# --------------------------------------------------------------------------------------------
-# Go-like JSON decoding: objects as ordered (key, value) pairs, case-insensitive field lookup
-
-
-class _Obj(list[tuple[str, Any]]):
-    """A decoded JSON object: its members in document order, duplicates kept."""
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_Obj, parse_constant=_no_constants)
-
-
-def _decode_bytes(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _fold(s: str) -> str:
-    return s.lower().replace("\u017f", "s")
-
-
-def _members(obj: _Obj, name: str) -> Iterator[Any]:
-    """Values of every member that Go would decode into field ``name`` (in document order)."""
-    f = _fold(name)
-    for k, v in obj:
-        if k == name or _fold(k) == f:
-            yield v
-
-
-def _field(obj: _Obj, name: str, default: Any = None, *, null_resets: bool = False) -> Any:
-    """The value Go ends up with in field ``name``: the last matching member's.
-
-    A JSON ``null`` is a no-op for strings, bools and structs; for slices, maps and pointers
-    (``null_resets``) it resets the field to ``default``.
-    """
-    out = default
-    for v in _members(obj, name):
-        if v is not None:
-            out = v
-        elif null_resets:
-            out = default
-    return out
-
-
-def _jtype(v: Any) -> str:
-    if isinstance(v, _Obj):
-        return "object"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int | float):
-        return "number"
-    return "string"
-
-
-# Go types of ocispec.Image, as (go type name, kind, detail)
-_Spec = tuple[str, str, Any]
-_STRING: _Spec = ("string", "string", None)
-_BOOL: _Spec = ("bool", "bool", None)
-_TIME: _Spec = ("time.Time", "time", None)
-_STRINGS: _Spec = ("[]string", "list", _STRING)
-_DIGESTS: _Spec = ("[]digest.Digest", "list", ("digest.Digest", "string", None))
-_EMPTY_STRUCT: _Spec = ("struct {}", "any-object", None)
-_HISTORY: _Spec = (
+_DIGESTS = slice_of(GoType("digest.Digest", "string"))
+_STRINGS = slice_of(STRING)
+_HISTORY = struct(
     "v1.History",
-    "struct",
-    (
-        "History",
-        {
-            "created": _TIME,
-            "created_by": _STRING,
-            "author": _STRING,
-            "comment": _STRING,
-            "empty_layer": _BOOL,
-        },
-    ),
+    {
+        "created": TIME,
+        "created_by": STRING,
+        "author": STRING,
+        "comment": STRING,
+        "empty_layer": BOOL,
+    },
 )
-_IMAGE_CONFIG: _Spec = (
+_IMAGE_CONFIG = struct(
     "v1.ImageConfig",
-    "struct",
-    (
-        "ImageConfig",
-        {
-            "User": _STRING,
-            "ExposedPorts": ("map[string]struct {}", "map", _EMPTY_STRUCT),
-            "Env": _STRINGS,
-            "Entrypoint": _STRINGS,
-            "Cmd": _STRINGS,
-            "Volumes": ("map[string]struct {}", "map", _EMPTY_STRUCT),
-            "WorkingDir": _STRING,
-            "Labels": ("map[string]string", "map", _STRING),
-            "StopSignal": _STRING,
-            "ArgsEscaped": _BOOL,
-        },
-    ),
+    {
+        "User": STRING,
+        "ExposedPorts": map_of(EMPTY_STRUCT),
+        "Env": _STRINGS,
+        "Entrypoint": _STRINGS,
+        "Cmd": _STRINGS,
+        "Volumes": map_of(EMPTY_STRUCT),
+        "WorkingDir": STRING,
+        "Labels": map_of(STRING),
+        "StopSignal": STRING,
+        "ArgsEscaped": BOOL,
+    },
 )
-_IMAGE: _Spec = (
+_IMAGE = struct(
     "v1.Image",
-    "struct",
-    (
-        "Image",
-        {
-            "created": _TIME,
-            "author": _STRING,
-            "architecture": _STRING,
-            "os": _STRING,
-            "os.version": _STRING,
-            "os.features": _STRINGS,
-            "variant": _STRING,
-            "config": _IMAGE_CONFIG,
-            "rootfs": (
-                "v1.RootFS",
-                "struct",
-                ("RootFS", {"type": _STRING, "diff_ids": _DIGESTS}),
-            ),
-            "history": ("[]v1.History", "list", _HISTORY),
-        },
-    ),
+    {
+        "created": TIME,
+        "author": STRING,
+        "architecture": STRING,
+        "os": STRING,
+        "os.version": STRING,
+        "os.features": _STRINGS,
+        "variant": STRING,
+        "config": _IMAGE_CONFIG,
+        "rootfs": struct("v1.RootFS", {"type": STRING, "diff_ids": _DIGESTS}),
+        "history": slice_of(_HISTORY),
+    },
 )
-_HISTORY_HOLDER: _Spec = (
-    "struct { History []v1.History }",
-    "struct",
-    ("", {"History": ("[]v1.History", "list", _HISTORY)}),
-)
-_PLATFORM: _Spec = (
+_HISTORY_HOLDER = struct("struct { History []v1.History }", {"History": slice_of(_HISTORY)})
+_PLATFORM = struct(
     "v1.Platform",
-    "struct",
-    (
-        "Platform",
-        {
-            "architecture": _STRING,
-            "os": _STRING,
-            "os.version": _STRING,
-            "os.features": _STRINGS,
-            "variant": _STRING,
-        },
-    ),
+    {
+        "architecture": STRING,
+        "os": STRING,
+        "os.version": STRING,
+        "os.features": _STRINGS,
+        "variant": STRING,
+    },
 )
-_PLATFORMS: _Spec = (
+_PLATFORMS = struct(
     "exptypes.Platforms",
-    "struct",
-    (
-        "Platforms",
-        {
-            "Platforms": (
-                "[]exptypes.Platform",
-                "list",
-                (
-                    "exptypes.Platform",
-                    "struct",
-                    ("Platform", {"ID": _STRING, "Platform": _PLATFORM}),
-                ),
-            )
-        },
-    ),
+    {
+        "Platforms": slice_of(
+            struct("exptypes.Platform", {"ID": STRING, "Platform": _PLATFORM}),
+        )
+    },
 )
-
-
-def _type_error(v: Any, spec: _Spec, struct: str, path: str) -> str:
-    if not path:
-        return f"json: cannot unmarshal {_jtype(v)} into Go value of type {spec[0]}"
-    return (
-        f"json: cannot unmarshal {_jtype(v)} into Go struct field {struct}.{path} of type {spec[0]}"
-    )
-
-
-def _check(v: Any, spec: _Spec, struct: str = "", path: str = "") -> str | None:
-    """The first error Go's decoder reports for ``v`` decoded into ``spec`` (None: fine)."""
-    if v is None:
-        return None
-    _, kind, detail = spec
-    if kind == "string":
-        return None if isinstance(v, str) else _type_error(v, spec, struct, path)
-    if kind == "bool":
-        return None if isinstance(v, bool) else _type_error(v, spec, struct, path)
-    if kind == "time":
-        if not isinstance(v, str):
-            return "Time.UnmarshalJSON: input is not a JSON string"
-        try:
-            Timestamp.parse(v)
-        except InvalidArgument as exc:
-            return str(exc)
-        return None
-    if kind == "any-object":
-        return None if isinstance(v, _Obj) else _type_error(v, spec, struct, path)
-    if kind == "list":
-        if not isinstance(v, list) or isinstance(v, _Obj):
-            return _type_error(v, spec, struct, path)
-        for item in v:
-            err = _check(item, detail, struct, path)
-            if err:
-                return err
-        return None
-    if kind == "map":
-        if not isinstance(v, _Obj):
-            return _type_error(v, spec, struct, path)
-        for _k, item in v:
-            err = _check(item, detail, struct, path)
-            if err:
-                return err
-        return None
-    # struct
-    if not isinstance(v, _Obj):
-        return _type_error(v, spec, struct, path)
-    name, fields = detail
-    folded = {_fold(k): k for k in fields}
-    for k, item in v:
-        fname = k if k in fields else folded.get(_fold(k))
-        if fname is None:
-            continue
-        err = _check(item, fields[fname], name, f"{path}.{fname}" if path else fname)
-        if err:
-            return err
-    return None
-
-
-def _raw_members(text: str) -> dict[str, str]:
-    """Top-level members of a JSON object as raw text (Go's ``map[string]json.RawMessage``)."""
-    dec = json.JSONDecoder(object_pairs_hook=_Obj, parse_constant=_no_constants)
-    ws = " \t\n\r"
-    i, n = 0, len(text)
-
-    def skip(j: int) -> int:
-        while j < n and text[j] in ws:
-            j += 1
-        return j
-
-    i = skip(i)
-    if text.startswith("null", i):
-        return {}
-    if i >= n or text[i] != "{":
-        raise ValueError("not a JSON object")
-    out: dict[str, str] = {}
-    i = skip(i + 1)
-    if i < n and text[i] == "}":
-        return out
-    while True:
-        key, i = dec.raw_decode(text, i)
-        i = skip(i)
-        if text[i] != ":":
-            raise ValueError("expected ':'")
-        i = skip(i + 1)
-        _, end = dec.raw_decode(text, i)
-        out[key] = text[i:end]
-        i = skip(end)
-        if text[i] == "}":
-            return out
-        if text[i] != ",":
-            raise ValueError("expected ',' or '}'")
-        i = skip(i + 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +192,7 @@ class History:
         values: dict[str, Any] = {}
         fields = ("created", "created_by", "author", "comment", "empty_layer")
         for k, v in obj:
-            name = next((f for f in fields if k == f or _fold(k) == f), None)
+            name = next((f for f in fields if k == f or _gojson.fold(k) == f), None)
             if name == "created":
                 created = None if v is None else Timestamp.parse(v)
             elif name is not None and v is not None:
@@ -565,20 +246,14 @@ class PlatformEntry:
 def default_config(platform: Platform) -> bytes:
     """The config used when the frontend gives none (spec §2.4 step 1, §5.2)."""
     p = normalize(platform)
-    img: dict[str, Any] = {"architecture": p.architecture, "os": p.os}
-    if p.os_version:
-        img["os.version"] = p.os_version
-    if p.os_features:
-        img["os.features"] = list(p.os_features)
-    if p.variant:
-        img["variant"] = p.variant
+    img = p.to_json()  # the image's platform fields, as in a descriptor
     cfg: dict[str, Any] = {}
     if p.os != "windows":
         cfg["Env"] = ["PATH=" + DEFAULT_PATH]
     cfg["WorkingDir"] = "/"
     img["config"] = cfg
     img["rootfs"] = {"type": "layers", "diff_ids": None}
-    return _json.marshal(img)
+    return _gojson.marshal(img)
 
 
 def parse_history(config: bytes) -> list[History] | None:
@@ -589,16 +264,13 @@ def parse_history(config: bytes) -> list[History] | None:
     """
     prefix = "failed to unmarshal history from config"
     try:
-        doc = _loads(_decode_bytes(config))
+        doc = _gojson.unmarshal(config, _HISTORY_HOLDER)
     except ValueError as exc:
         raise InvalidArgument(f"{prefix}: {exc}") from exc
-    err = _check(doc, _HISTORY_HOLDER)
-    if err:
-        raise InvalidArgument(f"{prefix}: {err}")
     if doc is None:
         return None
     hist: list[History] | None = None
-    for v in _members(doc, "History"):
+    for v in _gojson.members(doc, "History"):
         # Go: a JSON null resets the slice to nil; an array replaces it
         hist = None if v is None else [History._from_obj(o) for o in v]
     return hist
@@ -699,7 +371,7 @@ def clamp_history(
 def _history_json(history: Sequence[History] | None) -> str:
     if history is None:
         return "null"
-    return _json.marshal([h.to_json() for h in history]).decode()
+    return _gojson.marshal([h.to_json() for h in history]).decode()
 
 
 def patch_config(
@@ -717,31 +389,28 @@ def patch_config(
             config for patch: <reason>``, ``invalid null image config for export``,
             ``invalid image config for export: missing os`` / ``...: missing architecture``.
     """
-    text = _decode_bytes(config)
+    text = _gojson.decode_bytes(config)
     try:
-        doc = _loads(text)
+        doc = _gojson.unmarshal(text, _IMAGE)
     except ValueError as exc:
         raise InvalidArgument(f"invalid image config for export: {exc}") from exc
-    err = _check(doc, _IMAGE)
-    if err:
-        raise InvalidArgument(f"invalid image config for export: {err}")
     try:
-        raw = _raw_members(text)
-    except ValueError as exc:  # pragma: no cover - _check already proved it is an object
+        raw = _gojson.raw_members(text)
+    except ValueError as exc:  # pragma: no cover - unmarshal already proved it is an object
         raise InvalidArgument(f"failed to parse image config for patch: {exc}") from exc
     if doc is None:
         raise InvalidArgument("invalid null image config for export")
-    if not _field(doc, "os", ""):
+    if not _gojson.field(doc, "os", ""):
         raise InvalidArgument("invalid image config for export: missing os")
-    if not _field(doc, "architecture", ""):
+    if not _gojson.field(doc, "architecture", ""):
         raise InvalidArgument("invalid image config for export: missing architecture")
 
-    raw["rootfs"] = _json.marshal(
+    raw["rootfs"] = _gojson.marshal(
         {"type": "layers", "diff_ids": [str(d) for d in diff_ids] or None}
     ).decode()
     raw["history"] = _history_json(history)
     if "created" in raw and epoch is not None:
-        created_raw = _loads(raw["created"])
+        created_raw = _gojson.loads(raw["created"])
         if created_raw is not None and Timestamp.parse(created_raw).after(epoch):
             raw["created"] = json.dumps(epoch.rfc3339())
     if "created" not in raw:
@@ -752,7 +421,7 @@ def patch_config(
         raw["created"] = "null" if last is None else json.dumps(last.rfc3339())
     if inline_cache:
         raw[INLINE_CACHE_KEY] = json.dumps(base64.b64encode(inline_cache).decode())
-    body = ",".join(f"{_json.go_string(k)}:{_json.compact(raw[k])}" for k in sorted(raw))
+    body = ",".join(f"{_gojson.go_string(k)}:{_gojson.compact(raw[k])}" for k in sorted(raw))
     return ("{" + body + "}").encode("utf-8", "surrogateescape")
 
 
@@ -820,16 +489,13 @@ def parse_platforms(
         if len(raw) > 0:
             prefix = "failed to parse platforms passed to exporter"
             try:
-                doc = _loads(_decode_bytes(raw))
+                doc = _gojson.unmarshal(raw, _PLATFORMS)
             except ValueError as exc:
                 raise InvalidArgument(f"{prefix}: {exc}") from exc
-            err = _check(doc, _PLATFORMS)
-            if err:
-                raise InvalidArgument(f"{prefix}: {err}")
-            items = _field(doc, "Platforms", [], null_resets=True) if doc is not None else []
+            items = _gojson.field(doc, "Platforms", [], null_resets=True) if doc is not None else []
             for item in items:
-                pid = _field(item, "ID", "") if item is not None else ""
-                pobj = _field(item, "Platform", None) if item is not None else None
+                pid = _gojson.field(item, "ID", "") if item is not None else ""
+                pobj = _gojson.field(item, "Platform", None) if item is not None else None
                 entries.append(PlatformEntry(id=pid, platform=_platform_from(pobj)))
         if not entries:
             raise InvalidArgument("invalid empty platforms index for exporter")
@@ -846,12 +512,9 @@ def parse_platforms(
     cfg = metadata.get(_META_CONFIG)
     if cfg:  # an empty config means "none" here as everywhere else
         try:
-            doc = _loads(_decode_bytes(cfg))
+            doc = _gojson.unmarshal(cfg, _IMAGE)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        err = _check(doc, _IMAGE)
-        if err:
-            raise InvalidArgument(err)
         if doc is not None:
             img = _platform_from(doc)
             if img.os and img.architecture:
@@ -867,11 +530,11 @@ def parse_platforms(
 def _platform_from(obj: Any) -> Platform:
     if obj is None:
         return Platform(os="", architecture="")
-    feats = _field(obj, "os.features", None, null_resets=True)
+    feats = _gojson.field(obj, "os.features", None, null_resets=True)
     return Platform(
-        os=_field(obj, "os", ""),
-        architecture=_field(obj, "architecture", ""),
-        variant=_field(obj, "variant", ""),
-        os_version=_field(obj, "os.version", ""),
+        os=_gojson.field(obj, "os", ""),
+        architecture=_gojson.field(obj, "architecture", ""),
+        variant=_gojson.field(obj, "variant", ""),
+        os_version=_gojson.field(obj, "os.version", ""),
         os_features=tuple(f or "" for f in feats) if feats else (),
     )

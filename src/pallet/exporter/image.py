@@ -33,13 +33,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 
+from .. import atomicfile
 from .. import labels as _labels
 from ..content import Info as ContentInfo
 from ..content import Store
@@ -259,22 +259,12 @@ class ImageExporterInstance:
 
 def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
     """Write ``dest`` through a temporary sibling, fsync, rename; nothing is left on failure."""
-    d = os.path.dirname(os.path.abspath(dest))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".pallet-", suffix=".tmp", dir=d)
+        out = atomicfile.create(dest, 0o644, prefix=".pallet-", suffix=".tmp")
     except OSError as exc:
         raise InvalidArgument(f"dest {dest}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with out as f:
+        write(f)
 
 
 # ---------------------------------------------------------------------------------------------

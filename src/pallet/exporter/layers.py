@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .. import labels as _labels
+from .._gotime import Timestamp
 from ..archive.diff import DiffOptions, write_diff
 from ..compression import Compression
 from ..compression.pipeline import LayerResult, Sink, convert_blob, write_layer
@@ -52,7 +53,7 @@ from ..rootfs import Layer as RootfsLayer
 from ..rootfs import chain_ids
 from ..snapshots import Info as SnapshotInfo
 from ..snapshots import Snapshotter
-from .config import Layer, Timestamp
+from .config import Layer
 from .options import ImageExportOptions
 from .plan import PlatformTarget
 from .unpack import Streaming, TeeApply, UnpackTarget

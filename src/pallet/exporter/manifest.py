@@ -1,7 +1,7 @@
 """Manifest and index blobs: JSON bytes, descriptors and garbage-collection labels.
 
 Encoding (BuildKit HEAD, spec §5.2): Go's ``json.MarshalIndent`` with two spaces, no trailing
-newline, Go string escaping (:mod:`._json`); struct key order
+newline, Go string escaping (:mod:`pallet._gojson`); struct key order
 
 * manifest: ``schemaVersion, mediaType, config, layers, annotations`` (``layers`` is ``null``
   when there are none, as Go writes a nil slice; ``annotations`` only when non-empty);
@@ -29,11 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import _gojson
 from ..labels import DISTRIBUTION_SOURCE_PREFIX, GC_REF_CONTENT, UNCOMPRESSED
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest, canonical
-from . import _json
 
 __all__ = [
     "DOCKER_FOREIGN_LAYER_TAR",
@@ -105,7 +105,7 @@ def convert_layer_media_type(media_type: str, *, oci: bool) -> tuple[str, str | 
         return _TO_DOCKER[media_type], None
     if media_type in _TO_OCI:  # already a Docker type
         return media_type, None
-    return media_type, f"unhandled conversion for mediatype {_json.go_quote(media_type)}"
+    return media_type, f"unhandled conversion for mediatype {_gojson.go_quote(media_type)}"
 
 
 def to_distributable(media_type: str) -> str:
@@ -158,7 +158,7 @@ def encode_manifest(
     }
     if annotations:
         obj["annotations"] = dict(sorted(annotations.items()))
-    return _json.marshal_indent(obj, _INDENT)
+    return _gojson.marshal_indent(obj, _INDENT)
 
 
 def encode_index(
@@ -172,7 +172,7 @@ def encode_index(
     }
     if annotations:
         obj["annotations"] = dict(sorted(annotations.items()))
-    return _json.marshal_indent(obj, _INDENT)
+    return _gojson.marshal_indent(obj, _INDENT)
 
 
 def manifest_gc_labels(config: Digest, layers: Sequence[Digest]) -> dict[str, str]:
@@ -207,14 +207,32 @@ class Blob:
         return self.descriptor.digest
 
 
-def config_blob(data: bytes, *, oci: bool) -> Blob:
-    """The config blob (no labels)."""
+def _blob(
+    data: bytes,
+    media_type: str,
+    what: str,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    platform: Platform | None = None,
+) -> Blob:
     d = canonical(data)
     return Blob(
-        descriptor=Descriptor(media_type=config_media_type(oci), digest=d, size=len(data)),
+        descriptor=Descriptor(
+            media_type=media_type,
+            digest=d,
+            size=len(data),
+            annotations=dict(annotations or {}),
+            platform=platform,
+        ),
         data=data,
-        progress=f"exporting config {d}",
+        labels=dict(labels or {}),
+        progress=f"exporting {what} {d}",
     )
+
+
+def config_blob(data: bytes, *, oci: bool) -> Blob:
+    """The config blob (no labels)."""
+    return _blob(data, config_media_type(oci), "config")
 
 
 def manifest_blob(
@@ -227,19 +245,13 @@ def manifest_blob(
     platform: Platform | None = None,
 ) -> Blob:
     """A manifest blob with its GC labels; ``layers`` already converted."""
-    data = encode_manifest(config=config, layers=layers, oci=oci, annotations=annotations)
-    d = canonical(data)
-    return Blob(
-        descriptor=Descriptor(
-            media_type=manifest_media_type(oci),
-            digest=d,
-            size=len(data),
-            annotations=dict(descriptor_annotations or {}),
-            platform=platform,
-        ),
-        data=data,
-        labels=manifest_gc_labels(config.digest, [layer.digest for layer in layers]),
-        progress=f"exporting manifest {d}",
+    return _blob(
+        encode_manifest(config=config, layers=layers, oci=oci, annotations=annotations),
+        manifest_media_type(oci),
+        "manifest",
+        manifest_gc_labels(config.digest, [layer.digest for layer in layers]),
+        descriptor_annotations,
+        platform,
     )
 
 
@@ -251,16 +263,10 @@ def index_blob(
     descriptor_annotations: Mapping[str, str] | None = None,
 ) -> Blob:
     """An index (manifest list) blob with its GC labels."""
-    data = encode_index(manifests, oci=oci, annotations=annotations)
-    d = canonical(data)
-    return Blob(
-        descriptor=Descriptor(
-            media_type=index_media_type(oci),
-            digest=d,
-            size=len(data),
-            annotations=dict(descriptor_annotations or {}),
-        ),
-        data=data,
-        labels=index_gc_labels([m.digest for m in manifests]),
-        progress=f"exporting manifest list {d}",
+    return _blob(
+        encode_index(manifests, oci=oci, annotations=annotations),
+        index_media_type(oci),
+        "manifest list",
+        index_gc_labels([m.digest for m in manifests]),
+        descriptor_annotations,
     )

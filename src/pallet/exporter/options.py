@@ -52,12 +52,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from .._gojson import go_quote
+from .._gotime import Timestamp
 from ..errors import InvalidArgument
 from ..oci.descriptor import Platform
 from ..oci.digest import Digest
-from ._json import go_quote
 from .annotations import ANNOTATIONS_NEED_OCI, AnnotationGroup
-from .config import Timestamp
 
 __all__ = [
     "COMPRESSION_LEVELS",

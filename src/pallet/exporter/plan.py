@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .._gotime import Timestamp
 from ..errors import InvalidArgument
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -37,7 +38,7 @@ from . import (
     Source,
 )
 from .annotations import INDEX_ANNOTATIONS_SINGLE, AnnotationGroup, Annotations
-from .config import ImageConfig, Layer, Timestamp, build_config, parse_platforms
+from .config import ImageConfig, Layer, build_config, parse_platforms
 from .manifest import Blob, config_blob, index_blob, layer_descriptor, manifest_blob
 from .options import ImageExportOptions
 

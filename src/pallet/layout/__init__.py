@@ -51,33 +51,17 @@ if TYPE_CHECKING:
 
 # Submodules load on first use (PEP 562), so `pallet unpack` does not import the archive
 # reader and `pallet save` does not import the applier.
-_WHERE = {
-    **dict.fromkeys(("LoadedImage", "LoadResult", "load_archive", "load_directory"), "load"),
-    **dict.fromkeys(
-        (
-            "ANNOTATION_IMAGE_NAME",
-            "ANNOTATION_REF_NAME",
-            "DOCKER_MANIFEST_LISTS_UNSUPPORTED",
-            "ArchiveImage",
-            "Format",
-            "LayoutPlan",
-            "plan_layout",
-            "save",
-            "write_archive",
-            "write_directory",
-        ),
-        "write",
-    ),
-}
+_LOAD = frozenset(("LoadedImage", "LoadResult", "load_archive", "load_directory"))
 
 
 def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
+    # every other name in __all__ that is not bound yet is one of .write's
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    mod = importlib.import_module(".load" if name in _LOAD else ".write", __name__)
+    value = getattr(mod, name)
     globals()[name] = value
     return value
 

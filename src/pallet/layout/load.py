@@ -3,8 +3,20 @@
 Theory of operation
 -------------------
 :func:`load_archive` makes one pass over the tar stream (gzip or zstd compressed archives are
-sniffed and decompressed on the fly) with the strict reader of :mod:`._tarread`; nothing is
-extracted to disk:
+sniffed and decompressed on the fly) with :class:`~pallet.archive.tarreader.TarReader`; nothing
+is extracted to disk. On top of the reader, an image archive is held to a strict policy, checked
+as each entry arrives:
+
+* only regular files, directories, symbolic and hard links (devices, FIFOs, sparse files and
+  unknown types are :class:`~pallet.errors.Unsupported`);
+* names are cleaned (``./`` prefixes and empty components dropped); an absolute name or one with
+  a ``..`` component is refused;
+* a symbolic link's target, resolved lexically against the link's directory, must stay inside
+  the archive; a hard link must name an earlier file;
+* the stream must end with the end-of-archive marker, so an archive cut at an entry boundary is
+  refused as truncated rather than taken for a shorter complete one.
+
+What each entry is for:
 
 * ``blobs/<alg>/<hex>`` goes straight into the content store under the caller's lease, with the
   name's digest as the expected digest, so every blob is verified while it streams. A blob the
@@ -51,17 +63,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final, Protocol
 
+from .. import _gojson
+from ..archive.tar import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE, display
+from ..archive.tarreader import SPARSETYPE, FormatError, TarReader
 from ..compression import SNIFF_SIZE, Compression, decompressed_reader, detect
 from ..content import Store
-from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound
+from ..errors import AlreadyExists, DigestMismatch, Error, InvalidArgument, NotFound, Unsupported
 from ..images import Image, ImageStore, children
 from ..labels import GC_REF_CONTENT
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor
 from ..oci.digest import ALGORITHMS, Digest
 from ..oci.reference import Reference
-from . import _json
-from ._tarread import TarReader, clean_name
 from .write import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 
 __all__ = ["LoadResult", "LoadedImage", "load_archive", "load_directory"]
@@ -101,7 +114,41 @@ class _Root:
 
 
 def _show(name: str) -> str:
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return display(name.encode("utf-8", "surrogateescape"))
+
+
+def _clean_name(name: str) -> str:
+    """``./a//b/`` -> ``a/b``; refuses absolute names and ``..`` components."""
+    if name.startswith("/"):
+        raise InvalidArgument(f"archive entry {_show(name)}: absolute path outside the archive")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidArgument(f"archive entry {_show(name)}: path escapes the archive (..)")
+    return "/".join(parts)
+
+
+def _link_target(name: str, target: str) -> str:
+    """Where the symbolic link ``name`` -> ``target`` points, as an archive path.
+
+    Raises:
+        InvalidArgument: the target is absolute or climbs above the archive root.
+    """
+    outside = InvalidArgument(
+        f"archive entry {_show(name)}: symlink to {_show(target)} points outside the archive"
+    )
+    if target.startswith("/") or not target:
+        raise outside
+    parts = name.split("/")[:-1]
+    for p in target.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if not parts:
+                raise outside
+            parts.pop()
+        else:
+            parts.append(p)
+    return "/".join(parts)
 
 
 def _blob_digest(name: str) -> Digest | None:
@@ -119,11 +166,6 @@ def _blob_digest(name: str) -> Digest | None:
         raise InvalidArgument(
             f"archive entry {_show(name)}: not a blob path (blobs/<algorithm>/<hex>)"
         ) from None
-
-
-def _drain(src: _Reader) -> None:
-    while src.read(_CHUNK):
-        pass
 
 
 def _ingest(
@@ -151,6 +193,10 @@ def _ingest(
     done = False
     try:
         with w:
+            if w.offset:
+                # containerd reports a blob that another namespace holds as written already
+                # (its content sharing); the archive's copy is written and checked anyway
+                w.truncate(0)
             n = 0
             while chunk := src.read(_CHUNK):
                 w.write(chunk)
@@ -219,38 +265,90 @@ class _Archive:
                 )
 
 
+_REFUSED: Final = {
+    CHRTYPE: "character device",
+    BLKTYPE: "block device",
+    FIFOTYPE: "FIFO",
+    SPARSETYPE: "sparse file",
+}
+
+
+def _format_error(exc: FormatError) -> InvalidArgument:
+    name = display(exc.entry)
+    if exc.truncated:
+        where = f" in entry {name}" if exc.entry else ""
+        return InvalidArgument(f"archive: truncated (unexpected end of data{where})")
+    return InvalidArgument(
+        f"archive entry {name}: {exc.reason}" if name else f"archive: {exc.reason}"
+    )
+
+
 def _read_stream(stream: BinaryIO, content: Store, lease: str) -> _Archive:
     arc = _Archive()
-    src = decompressed_reader(stream, name="archive")
-    tr = TarReader(src)
+    tr = TarReader(decompressed_reader(stream, name="archive"))
+    try:
+        _read_entries(tr, arc, content, lease)
+        if not tr.end_marker:
+            raise InvalidArgument("archive: truncated (unexpected end of data)")
+        tr.drain()
+    except FormatError as exc:
+        raise _format_error(exc) from None
+    arc.check_blob_aliases()
+    return arc
+
+
+def _read_entries(tr: TarReader, arc: _Archive, content: Store, lease: str) -> None:
+    files: set[str] = set()  # the regular files so far (what a hard link may name)
     while (e := tr.next()) is not None:
-        if e.kind == "dir":
+        raw = e.name.decode("utf-8", "surrogateescape")
+        name = _clean_name(raw)
+        what = f"archive entry {_show(raw)}"
+        if e.type == DIRTYPE:
             continue
-        if e.kind in ("symlink", "hardlink"):
-            if e.name in _META or e.name in arc.files:
-                arc.meta.pop(e.name, None)
-                arc.files.pop(e.name, None)
-            arc.aliases[e.name] = e.link
+        if e.type in (SYMTYPE, LNKTYPE):
+            link = e.linkname.decode("utf-8", "surrogateescape")
+            if e.type == SYMTYPE:
+                target = _link_target(name, link)
+            else:
+                try:
+                    target = _clean_name(link)
+                except InvalidArgument:
+                    raise InvalidArgument(
+                        f"{what}: hard link to {_show(link)} points outside the archive"
+                    ) from None
+                if target not in files:
+                    raise InvalidArgument(
+                        f"{what}: hard link to {_show(link)}, which is not an earlier file of "
+                        "the archive"
+                    )
+                files.add(name)
+            if name in _META or name in arc.files:
+                arc.meta.pop(name, None)
+                arc.files.pop(name, None)
+            arc.aliases[name] = target
             continue
-        arc.aliases.pop(e.name, None)
-        what = f"archive entry {_show(e.name)}"
-        if e.name in _META:
+        if e.type != REGTYPE:
+            kind = _REFUSED.get(e.type, f"entry type {e.type!r}")
+            raise Unsupported(f"{what}: {kind} not allowed in an image archive")
+        if not name:
+            raise InvalidArgument(f"{what}: a file named like the root")
+        files.add(name)
+        arc.aliases.pop(name, None)
+        what = f"archive entry {_show(name)}"
+        if name in _META:
             if e.size > _MAX_META:
                 raise InvalidArgument(f"{what}: {e.size} bytes is too large")
             data = b""
             while len(data) < e.size:
                 data += tr.read(e.size - len(data))
-            arc.meta[e.name] = data
+            arc.meta[name] = data
             continue
-        claimed = _blob_digest(e.name)
+        claimed = _blob_digest(name)
         dgst = _ingest(content, tr, e.size, claimed, lease, what)
-        arc.files[e.name] = (dgst, e.size)
+        arc.files[name] = (dgst, e.size)
         arc.seen[dgst] = e.size
         arc.blobs += 1
         arc.bytes += e.size
-    _drain(src)
-    arc.check_blob_aliases()
-    return arc
 
 
 # -- roots and names --------------------------------------------------------------------------
@@ -315,7 +413,7 @@ def _file(arc: _Archive, path: object, what: str) -> tuple[Digest, int]:
     if not isinstance(path, str) or not path:
         raise InvalidArgument(f"archive manifest.json: {what} path {path!r} is not a string")
     try:
-        name = clean_name(path)
+        name = _clean_name(path)
     except InvalidArgument:
         raise InvalidArgument(
             f"archive manifest.json: {what} path {path!r} points outside the archive"
@@ -369,7 +467,7 @@ def _docker_roots(arc: _Archive, content: Store, lease: str) -> list[_Root]:
             "config": cdesc.to_json(),
             "layers": [d.to_json() for d in ldescs],
         }
-        data = _json.marshal(manifest)
+        data = _gojson.marshal(manifest)
         mdig = _ingest(content, _Bytes(data), len(data), None, lease, "archive manifest")
         arc.seen[mdig] = len(data)
         root = roots.setdefault(

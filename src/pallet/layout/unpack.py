@@ -11,18 +11,16 @@ decompressed by sniffing its bytes and must hash to the config's diff ID.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..archive.apply import apply_tar
-from ..compression import decompressed_reader
+from ..archive.apply import apply_blob
 from ..content import Provider
 from ..errors import InvalidArgument
-from ..images import MAX_MANIFEST
+from ..images import read_json
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -41,20 +39,6 @@ class UnpackResult:
     warnings: tuple[str, ...] = ()
 
 
-def _json(provider: Provider, desc: Descriptor, what: str) -> dict[str, object]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_MANIFEST + 1)
-    if len(raw) > MAX_MANIFEST:
-        raise InvalidArgument(f"{what} {desc.digest}: larger than {MAX_MANIFEST} bytes")
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{what} {desc.digest}: invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"{what} {desc.digest}: not a JSON object")
-    return obj
-
-
 def image_layers(
     provider: Provider, target: Descriptor, platform: Platform | None = None
 ) -> tuple[Descriptor, list[Descriptor], list[Digest]]:
@@ -65,13 +49,13 @@ def image_layers(
         InvalidArgument: a malformed manifest or config, or diff IDs that do not match the layers.
     """
     manifest = select_manifest(provider, target, platform or Platform.default())
-    m = _json(provider, manifest, "manifest")
+    m = read_json(provider, manifest)
     cfg = m.get("config")
     layers_raw = m.get("layers") or []
     if not isinstance(cfg, dict) or not isinstance(layers_raw, list):
         raise InvalidArgument(f"manifest {manifest.digest}: no config or layers")
     layers = [Descriptor.from_json(x) for x in layers_raw]
-    conf = _json(provider, Descriptor.from_json(cfg), "config")
+    conf = read_json(provider, Descriptor.from_json(cfg), "config")
     rootfs = conf.get("rootfs")
     diff_raw = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_raw, list) or len(diff_raw) != len(layers):
@@ -129,11 +113,7 @@ def unpack(
 
     try:
         for ly, did in zip(layers, diff_ids, strict=True):
-            with (
-                provider.open(ly) as raw,
-                decompressed_reader(raw, name=f"layer {ly.digest}") as tar,
-            ):
-                apply_tar(tar, root, expected_diff_id=did, on_warning=warn)
+            apply_blob(provider, ly, root, expected_diff_id=did, on_warning=warn)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

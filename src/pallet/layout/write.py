@@ -49,21 +49,20 @@ from __future__ import annotations
 import enum
 import json
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from .. import _gojson, atomicfile
 from ..archive.tar import DIRTYPE, REGTYPE, Sink, TarWriter
 from ..content import Provider
 from ..errors import DigestMismatch, InvalidArgument, NotFound, Unsupported
-from ..images import MAX_MANIFEST, walk
+from ..images import read_json, walk
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
 from ..oci.reference import Reference
-from . import _json
 from ._select import normalize, select_manifest
 
 __all__ = [
@@ -91,7 +90,7 @@ DOCKER_MANIFEST_LISTS_UNSUPPORTED = (
 )
 
 _CHUNK = 1 << 20
-_OCI_LAYOUT = _json.marshal({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
+_OCI_LAYOUT = _gojson.marshal({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION})
 
 
 class Format(enum.StrEnum):
@@ -160,27 +159,13 @@ def _familiar_tag(ref: Reference) -> str | None:
     return Reference(registry=ref.registry, repository=ref.repository, tag=ref.tag).familiar()
 
 
-def _read_json(provider: Provider, desc: Descriptor) -> dict[str, object]:
-    with provider.open(desc) as f:
-        raw = f.read(MAX_MANIFEST + 1)
-    if len(raw) > MAX_MANIFEST:
-        raise InvalidArgument(f"manifest {desc.digest}: larger than {MAX_MANIFEST} bytes")
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"manifest {desc.digest}: invalid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"manifest {desc.digest}: not a JSON object")
-    return obj
-
-
 def _config_platform(provider: Provider, manifest: Descriptor) -> Platform | None:
-    obj = _read_json(provider, manifest)
+    obj = read_json(provider, manifest)
     cfg = obj.get("config")
     if not isinstance(cfg, Mapping):
         return None
     try:
-        conf = _read_json(provider, Descriptor.from_json(cfg))
+        conf = read_json(provider, Descriptor.from_json(cfg))
     except (InvalidArgument, NotFound):
         return None
     return Platform.from_json(conf)
@@ -217,7 +202,7 @@ def _blob_size(provider: Provider, desc: Descriptor) -> int:
 
 
 def _layer_paths(provider: Provider, manifest: Descriptor, present: set[str]) -> list[str]:
-    layers = _read_json(provider, manifest).get("layers") or []
+    layers = read_json(provider, manifest).get("layers") or []
     if not isinstance(layers, list):
         raise InvalidArgument(f"manifest {manifest.digest}: layers is not a list")
     out = []
@@ -305,7 +290,7 @@ def plan_layout(
             entries.append(replace(root, annotations=base).to_json())
         out_images.append(ArchiveImage(target=root, names=tuple(str(r) for r in refs)))
         if fmt is Format.DOCKER:
-            cfg = _read_json(provider, root).get("config")
+            cfg = read_json(provider, root).get("config")
             if not isinstance(cfg, Mapping):
                 raise InvalidArgument(f"manifest {root.digest}: no config")
             tags: list[str] = []
@@ -325,8 +310,8 @@ def plan_layout(
         format=fmt,
         images=tuple(out_images),
         blobs=tuple(sorted(blobs.values(), key=lambda d: str(d.digest))),
-        index_json=_json.marshal(index),
-        manifest_json=_json.marshal(docker) if fmt is Format.DOCKER else None,
+        index_json=_gojson.marshal(index),
+        manifest_json=_gojson.marshal(docker) if fmt is Format.DOCKER else None,
     )
 
 
@@ -421,17 +406,8 @@ class _FileSink:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomicfile.create(path, mode, prefix=f".{path.name}.tmp-") as f:
+        f.write(data)
 
 
 def _entry_names(e: Mapping[str, object]) -> tuple[str | None, str | None]:
@@ -468,7 +444,7 @@ def _merged_index(existing: bytes | None, plan: LayoutPlan) -> bytes:
     out["schemaVersion"] = 2
     out.setdefault("mediaType", mt.OCI_INDEX)
     out["manifests"] = kept + new_entries
-    return _json.marshal(out)
+    return _gojson.marshal(out)
 
 
 def write_directory(path: str | os.PathLike[str], provider: Provider, plan: LayoutPlan) -> None:
@@ -502,17 +478,8 @@ def write_directory(path: str | os.PathLike[str], provider: Provider, plan: Layo
                 continue
         except FileNotFoundError:
             pass
-        tmp = d / f".{b.digest.hex}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "xb") as f:
-                _copy_blob(provider, b, _FileSink(f))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomicfile.create(target, 0o444, prefix=f".{b.digest.hex}.tmp-") as f:
+            _copy_blob(provider, b, _FileSink(f))
     _write_atomic(root / "oci-layout", plan.oci_layout, 0o444)
     if plan.manifest_json is not None:
         _write_atomic(root / "manifest.json", plan.manifest_json, 0o644)

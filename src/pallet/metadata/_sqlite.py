@@ -20,11 +20,13 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Database", "decode_time", "encode_time", "now"]
+from ..errors import NotFound
+
+__all__ = ["Database", "decode_time", "delete_one", "encode_time", "now"]
 
 # The on-disk format of ``metadata.db``; every statement is idempotent (``IF NOT EXISTS``).
 _SCHEMA = """
@@ -60,6 +62,12 @@ def encode_time(dt: datetime) -> str:
 
 def decode_time(s: str) -> datetime:
     return datetime.fromisoformat(s)
+
+
+def delete_one(c: sqlite3.Connection, sql: str, args: Sequence[object], missing: str) -> None:
+    """Run ``sql``, a DELETE of one row; NotFound(``missing``) when it matched none."""
+    if c.execute(sql, args).rowcount == 0:
+        raise NotFound(missing)
 
 
 class Database:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..content.local import LocalStore
 from ..errors import Error
-from ..images import ImageStore, children
+from ..images import ImageStore, children, traverse
 from ..oci.descriptor import Descriptor
 from ..oci.digest import Digest
 from ._sqlite import Database
@@ -98,25 +98,25 @@ def fsck(
 
 def _check_graph(content: LocalStore, name: str, root: Descriptor, bad: set[str]) -> list[Problem]:
     out: list[Problem] = []
-    seen: set[str] = set()
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        if d.digest in seen:
-            continue
-        seen.add(d.digest)
+
+    def check(d: Descriptor) -> list[Descriptor]:
+        """The children of a present, whole blob; a problem and none otherwise."""
         path = content.blob_path(d.digest)
         if d.digest in bad or not path.exists():
             out.append(Problem("image", name, f"missing {d.media_type} {d.digest}"))
-            continue
+            return []
         size = path.stat().st_size
         if size != d.size:
             out.append(
                 Problem("image", name, f"{d.digest} has size {size}, descriptor says {d.size}")
             )
-            continue
+            return []
         try:
-            stack.extend(children(content, d))
+            return children(content, d)
         except Error as exc:
             out.append(Problem("image", name, str(exc)))
+            return []
+
+    for _ in traverse(root, check):
+        pass  # check records the problems
     return out

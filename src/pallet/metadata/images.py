@@ -18,7 +18,7 @@ from .. import labels as _labels
 from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..images import Image, validate_image
 from ..oci.descriptor import Descriptor
-from ._sqlite import Database, decode_time, encode_time, now
+from ._sqlite import Database, decode_time, delete_one, encode_time, now
 
 __all__ = ["ImageTable"]
 
@@ -130,8 +130,7 @@ class ImageTable:
 
     def delete(self, name: str, *, sync: bool = False) -> None:
         with self._db.transaction() as c:
-            if c.execute("DELETE FROM images WHERE name=?", (name,)).rowcount == 0:
-                raise NotFound(f"image {name}: not found")
+            delete_one(c, "DELETE FROM images WHERE name=?", (name,), f"image {name}: not found")
         if sync:
             self._collect()
 

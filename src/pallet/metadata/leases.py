@@ -21,7 +21,7 @@ from .. import labels as _labels
 from ..errors import AlreadyExists, InvalidArgument, NotFound, Unsupported
 from ..leases import RESOURCE_TYPES, Lease, Resource
 from ..oci.digest import Digest
-from ._sqlite import Database, decode_time, encode_time, now
+from ._sqlite import Database, decode_time, delete_one, encode_time, now
 
 __all__ = ["LeaseTable", "add_resource", "drop_resource", "rename_resource", "require_lease"]
 
@@ -75,8 +75,8 @@ class LeaseTable:
 
     def delete(self, lease_id: str, *, sync: bool = False) -> None:
         with self._db.transaction() as c:
-            if c.execute("DELETE FROM leases WHERE id=?", (lease_id,)).rowcount == 0:
-                raise NotFound(f"lease {lease_id}: not found")
+            sql = "DELETE FROM leases WHERE id=?"
+            delete_one(c, sql, (lease_id,), f"lease {lease_id}: not found")
         if sync:
             self._collect()
 

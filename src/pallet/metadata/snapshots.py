@@ -18,7 +18,7 @@ from .. import labels as _labels
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from ..snapshots import Kind, Usage
 from ..snapshots.native import Record
-from ._sqlite import Database, decode_time, encode_time, now
+from ._sqlite import Database, decode_time, delete_one, encode_time, now
 from .leases import add_resource, drop_resource, rename_resource
 
 __all__ = ["SnapshotTable"]
@@ -124,13 +124,8 @@ class SnapshotTable:
                 "SELECT 1 FROM snapshots WHERE snapshotter=? AND parent=? LIMIT 1", (self._sn, key)
             ).fetchone():
                 raise FailedPrecondition(f"snapshot {key}: cannot remove, it has children")
-            if (
-                c.execute(
-                    "DELETE FROM snapshots WHERE snapshotter=? AND key=?", (self._sn, key)
-                ).rowcount
-                == 0
-            ):
-                raise NotFound(f"snapshot {key}: not found")
+            sql = "DELETE FROM snapshots WHERE snapshotter=? AND key=?"
+            delete_one(c, sql, (self._sn, key), f"snapshot {key}: not found")
             drop_resource(c, self._rtype, key)
 
     def update_labels(self, key: str, new: Mapping[str, str], fieldpaths: Sequence[str]) -> Record:

@@ -25,7 +25,13 @@ _ARCH_ALIASES = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Platform:
-    """``os/architecture[/variant]`` plus the optional OS version and features."""
+    """``os/architecture[/variant]`` plus the optional OS version and features.
+
+    Example::
+
+        p = pallet.Platform.parse("linux/arm/v7")
+        (p.os, p.architecture, p.variant)  # ('linux', 'arm', 'v7')
+    """
 
     os: str
     architecture: str
@@ -82,7 +88,13 @@ class Platform:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Descriptor:
-    """A typed pointer to content: media type, digest and size (+ optional fields)."""
+    """A typed pointer to content: media type, digest and size (+ optional fields).
+
+    Example::
+
+        for image in pallet.Store().load("app.tar"):
+            print(image.target.media_type, image.target.digest, image.target.size)
+    """
 
     media_type: str
     digest: Digest

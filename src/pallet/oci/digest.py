@@ -27,6 +27,11 @@ class Digest(str):
     """A validated digest string, usable as a dict key.
 
     Construct with :meth:`parse` (validates) or from a trusted ``algorithm:hex`` string.
+
+    Example::
+
+        d = pallet.Digest.parse("sha256:" + "ab" * 32)
+        (d.algorithm, d.hex[:4])  # ('sha256', 'abab')
     """
 
     __slots__ = ()

@@ -79,6 +79,13 @@ class Reference:
 
     ``registry`` is the domain as written (``docker.io``, ``localhost:5000``); the API host for
     ``docker.io`` is ``registry-1.docker.io`` (:attr:`api_host`).
+
+    Example::
+
+        ref = pallet.Reference.parse("alpine")
+        str(ref)         # 'docker.io/library/alpine:latest'
+        ref.registry     # 'docker.io'
+        ref.familiar()   # 'alpine:latest'
     """
 
     registry: str

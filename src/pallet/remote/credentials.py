@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import atomicfile
 from ..errors import FailedPrecondition, InvalidArgument
 from .auth import Credentials
 
@@ -232,22 +232,9 @@ class Keychain:
 
 
 def _write_config(path: Path, cfg: Mapping[str, Any]) -> None:
-    import tempfile
-
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(cfg, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomicfile.create(path, 0o600, prefix=".config.json.") as f:
+        f.write(json.dumps(cfg, indent="\t").encode() + b"\n")
 
 
 def _helper_for(cfg: Mapping[str, Any], host: str) -> str | None:

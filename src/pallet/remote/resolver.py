@@ -16,7 +16,6 @@ mounts the base layers from the source repository, named by the manifest's label
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import labels as _labels
 from ..content import Info, Ingester, Provider, Writer
-from ..errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound, Unsupported
+from ..errors import AlreadyExists, DigestMismatch, NotFound, Unsupported
+from ..images import decode_json
 from ..oci import mediatypes as mt
 from ..oci.descriptor import Descriptor, Platform
 from ..oci.digest import Digest
@@ -253,13 +253,7 @@ class _Pull:
         )
         if desc.media_type in _SCHEMA1:
             raise Unsupported(f"manifest {self.ref}: Docker schema 1 is not supported")
-        try:
-            obj = json.loads(data)
-        except ValueError as exc:
-            raise InvalidArgument(f"manifest {desc.digest}: invalid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise InvalidArgument(f"manifest {desc.digest}: not a JSON object")
-        return desc, obj, data
+        return desc, decode_json(data, "manifest", desc.digest), data
 
     def blob(self, desc: Descriptor) -> None:
         started = time.time()
