@@ -2,7 +2,7 @@
 """Push to and pull from a real local registry: ``pallet push``/``pull`` against ``skopeo copy``.
 
 usage: .venv/bin/python bench/registry_bench.py DIR [DIR...] [--rounds N] [--help-runs N]
-           [--no-pycache] [--out RESULT.json]
+           [--no-pycache] [--pallet NAME=SRC ...] [--out RESULT.json]
 
 ``DIR`` is a root filesystem tree, e.g. a corpus of the shared ``corpus.sh``
 (``$BENCH_DATA/corpus/{debian,pyapp,bigfiles}``, default ``~/.cache/pallet-bench``); any small
@@ -37,6 +37,14 @@ its sources again (an installed pallet has its bytecode): by default pallet runs
 written by the untimed build and warm-up) and without ``PYTHONDONTWRITEBYTECODE``;
 ``--no-pycache`` keeps the caller's environment. skopeo's blob-info cache is keyed by host and
 port, so the fresh ports leave it nothing to reuse.
+
+``--pallet NAME=SRC`` (repeatable) times several pallet source trees in the same run, e.g. a
+change against ``git archive``'s copy of the commit before it: each is a tool of its own with
+its own registry and repository per round, labelled ``NAME``, and each is compared with skopeo
+and with the first one (the ratio of medians, and the median of the per-round ratios: the tools
+of a round run back to back, so each pair shares the machine's load). Without it, the one tool
+``pallet`` is this checkout's ``src``. The image is built, and ``pallet --help`` timed, with the
+first tree.
 
 After the rows (untimed) each registry must hold the image's manifest digest under the tag
 (``HEAD /v2/REPO/manifests/1`` and a digest of the body), and each pull must have produced it.
@@ -81,17 +89,23 @@ ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.list.v2+json",
     ]
 )
-TOOLS = ("pallet", "skopeo")
 PHASES = ("push", "push again", "pull")
+#: the pallet source trees timed, by label (``--pallet``); the first one builds the image
+PALLETS: dict[str, Path] = {"pallet": SRC}
+
+
+def tools() -> tuple[str, ...]:
+    return (*PALLETS, "skopeo")
 
 
 #: where pallet's bytecode is cached (None: the caller's environment decides)
 PYCACHE: Path | None = None
 
 
-def env() -> dict[str, str]:
+def env(src: Path | None = None) -> dict[str, str]:
     e = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
-    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), e.get("PYTHONPATH")]))
+    src = src if src is not None else next(iter(PALLETS.values()))
+    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), e.get("PYTHONPATH")]))
     if PYCACHE is not None:
         e.pop("PYTHONDONTWRITEBYTECODE", None)
         e["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
@@ -106,9 +120,10 @@ def pallet_argv() -> list[str]:
     return [sys.executable, "-m", "pallet.cli"]
 
 
-def run(argv: list[str], what: str) -> tuple[float, str]:
-    """Run ``argv``; (wall seconds, stdout). Fails the benchmark on a non-zero exit."""
-    e = env()
+def run(argv: list[str], what: str, src: Path | None = None) -> tuple[float, str]:
+    """Run ``argv`` (pallet from ``src``, else the first tree); (wall seconds, stdout). Fails
+    the benchmark on a non-zero exit."""
+    e = env(src)
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, text=True, env=e, stdin=subprocess.DEVNULL)
     dt = time.perf_counter() - t0
@@ -287,7 +302,7 @@ def forget_sources(img: dict[str, Any]) -> None:
 
 # -- rows ----------------------------------------------------------------------------------------
 def push_cmd(tool: str, img: dict[str, Any], dest: str) -> list[str]:
-    if tool == "pallet":
+    if tool in PALLETS:
         return [
             *pallet_argv(),
             "--root",
@@ -310,7 +325,7 @@ def push_cmd(tool: str, img: dict[str, Any], dest: str) -> list[str]:
 
 
 def pull_cmd(tool: str, src: str, into: Path) -> list[str]:
-    if tool == "pallet":
+    if tool in PALLETS:
         return [
             *pallet_argv(),
             "--root",
@@ -332,7 +347,7 @@ def pull_cmd(tool: str, src: str, into: Path) -> list[str]:
 
 
 def check_pull(tool: str, out: str, into: Path, want: str) -> None:
-    if tool == "pallet":
+    if tool in PALLETS:
         got = out.split()[-1] if out.split() else ""
     else:
         (m,) = json.loads((into / "index.json").read_text())["manifests"]
@@ -347,32 +362,35 @@ def stats(v: list[float]) -> dict[str, float]:
 
 def bench_dir(tree: str, rounds: int, help_runs: int, work_root: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=work_root))
-    times: dict[str, dict[str, list[float]]] = {p: {t: [] for t in TOOLS} for p in PHASES}
+    names = tools()
+    times: dict[str, dict[str, list[float]]] = {p: {t: [] for t in names} for p in PHASES}
     help_times: list[float] = []
     checked: list[dict[str, str]] = []
     try:
         img = build(tree, work)
         want = img["digest"]
         for r in range(rounds + 1):
-            order = TOOLS if r % 2 == 0 else TOOLS[::-1]
+            order = names if r % 2 == 0 else names[::-1]
             regs: dict[str, Registry] = {}
-            forget_sources(img)
             try:
                 for t in order:
                     regs[t] = Registry(work)
-                refs = {t: f"{regs[t].host}/bench/{t}-r{r}-{uuid.uuid4().hex[:8]}" for t in TOOLS}
-                pulled = {t: work / f"pull-{t}-r{r}" for t in TOOLS}
+                refs = {t: f"{regs[t].host}/bench/{t}-r{r}-{uuid.uuid4().hex[:8]}" for t in names}
+                pulled = {t: work / f"pull-{t}-r{r}" for t in names}
                 for phase in PHASES:
                     for t in order:
                         dest = f"{refs[t]}:{TAG}"
+                        src = PALLETS.get(t)
+                        if phase == "push" and src is not None:
+                            forget_sources(img)
                         if phase == "pull":
-                            dt, out = run(pull_cmd(t, dest, pulled[t]), f"{t} {phase}")
+                            dt, out = run(pull_cmd(t, dest, pulled[t]), f"{t} {phase}", src)
                             check_pull(t, out, pulled[t], want)
                         else:
-                            dt, _ = run(push_cmd(t, img, dest), f"{t} {phase}")
+                            dt, _ = run(push_cmd(t, img, dest), f"{t} {phase}", src)
                         if r:  # round 0 warms the page cache
                             times[phase][t].append(dt)
-                for t in TOOLS:  # untimed: the registry holds the image under the tag
+                for t in names:  # untimed: the registry holds the image under the tag
                     repo = refs[t].split("/", 1)[1]
                     header, body = regs[t].manifest_digest(repo, TAG)
                     if header != want or body != want:
@@ -385,26 +403,37 @@ def bench_dir(tree: str, rounds: int, help_runs: int, work_root: Path) -> dict[s
             finally:
                 for reg in regs.values():
                     reg.stop()
-                for t in TOOLS:
+                for t in names:
                     shutil.rmtree(work / f"pull-{t}-r{r}", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows: dict[str, Any] = {}
+    first = next(iter(PALLETS))
     for phase in PHASES:
-        p, s = (stats(times[phase][t]) for t in TOOLS)
-        ratio = p["median"] / s["median"]
-        if phase == "push again":
-            target, met = "<= skopeo + 0.1 s", p["median"] <= s["median"] + 0.1
-        else:
-            target, met = "<= 1.0x", ratio <= 1.0
-        rows[phase] = {
-            "pallet": p,
-            "skopeo": s,
-            "ratio": ratio,
-            "diff_s": p["median"] - s["median"],
-            "target": target,
-            "met": met,
-        }
+        s = stats(times[phase]["skopeo"])
+        for name in PALLETS:
+            p = stats(times[phase][name])
+            ratio = p["median"] / s["median"]
+            if phase == "push again":
+                target, met = "<= skopeo + 0.1 s", p["median"] <= s["median"] + 0.1
+            else:
+                target, met = "<= 1.0x", ratio <= 1.0
+            key = f"{phase} [{name}]" if len(PALLETS) > 1 else phase
+            rows[key] = {
+                "phase": phase,
+                "variant": name,
+                "pallet": p,
+                "skopeo": s,
+                "ratio": ratio,
+                "diff_s": p["median"] - s["median"],
+                "vs_first": p["median"] / stats(times[phase][first])["median"],
+                # rounds run the tools back to back: per-round ratios share the machine's load
+                "vs_first_paired": statistics.median(
+                    a / b for a, b in zip(times[phase][name], times[phase][first], strict=True)
+                ),
+                "target": target,
+                "met": met,
+            }
     h = stats(help_times)
     return {
         "dir": tree,
@@ -428,18 +457,23 @@ def yes_no(b: bool) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    several = len(PALLETS) > 1
+    first = next(iter(PALLETS))
+    extra_head = f" ÷ {first} | ÷ {first}, paired |" if several else ""
     lines = [
-        "| corpus | layer MiB | row | pallet s | skopeo s | pallet/skopeo | target | met |",
-        "|---|---:|---|---:|---:|---:|---|---|",
+        "| corpus | layer MiB | row | pallet s | skopeo s | pallet/skopeo | target | met |"
+        + extra_head,
+        "|---|---:|---|---:|---:|---:|---|---|" + ("---:|---:|" if several else ""),
     ]
     for res in results:
         name = Path(res["dir"]).name
         mib = f"{res['layer_bytes'] / 2**20:.1f}"
-        for phase, row in res["rows"].items():
-            extra = f" ({row['diff_s']:+.3f} s)" if phase == "push again" else ""
+        for label, row in res["rows"].items():
+            extra = f" ({row['diff_s']:+.3f} s)" if row["phase"] == "push again" else ""
             lines.append(
-                f"| {name} | {mib} | {phase} | {fmt(row['pallet'])} | {fmt(row['skopeo'])}"
+                f"| {name} | {mib} | {label} | {fmt(row['pallet'])} | {fmt(row['skopeo'])}"
                 f" | {row['ratio']:.2f}{extra} | {row['target']} | {yes_no(row['met'])} |"
+                + (f" {row['vs_first']:.3f} | {row['vs_first_paired']:.3f} |" if several else "")
             )
         h = res["help"]
         lines.append(
@@ -458,10 +492,26 @@ def main() -> int:
         action="store_true",
         help="run pallet with the caller's bytecode settings (default: a private bytecode cache)",
     )
+    ap.add_argument(
+        "--pallet",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="time the pallet of source tree SRC as tool NAME (repeatable; default: this checkout)",
+    )
     ap.add_argument("--out", help="also write the results as JSON here")
     a = ap.parse_args()
     if a.rounds < 1 or a.help_runs < 1:
         raise SystemExit("--rounds and --help-runs must be at least 1")
+    if a.pallet:
+        PALLETS.clear()
+        for spec in a.pallet:
+            name, sep, src = spec.partition("=")
+            if not sep or not name or name == "skopeo" or name in PALLETS:
+                raise SystemExit(f"--pallet {spec!r}: want NAME=SRC, names unique, not skopeo")
+            if not (Path(src) / "pallet" / "__init__.py").is_file():
+                raise SystemExit(f"--pallet {spec!r}: {src} holds no pallet package")
+            PALLETS[name] = Path(src).resolve()
     if shutil.which("skopeo") is None:
         raise SystemExit("skopeo is not installed")
     bench_data = Path(os.environ.get("BENCH_DATA", Path.home() / ".cache" / "pallet-bench"))
@@ -475,6 +525,7 @@ def main() -> int:
         t0 = time.monotonic()
         res = bench_dir(tree, a.rounds, a.help_runs, work_root)
         res["pycache"] = str(PYCACHE) if PYCACHE else None
+        res["pallets"] = {k: str(v) for k, v in PALLETS.items()}
         results.append(res)
         print(f"# {tree}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     print(table(results))

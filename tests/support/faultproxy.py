@@ -1,13 +1,27 @@
 """A threaded HTTP/1.1 proxy on 127.0.0.1 that injects faults in front of a real registry.
 
 Each client request is parsed (head and ``Content-Length`` body), matched against :class:`Rule`\\ s
-in order, then answered, broken or forwarded to the upstream over a fresh connection. Faults:
+in order, then answered, broken or forwarded to the upstream over a fresh connection.
+
+Two modes, as a reverse proxy in front of a registry can be configured:
+
+* ``buffer=True`` (the default; nginx's default ``proxy_request_buffering on``): request
+  buffering. A request goes upstream only once its whole body has arrived; a request whose
+  connection drops (a ``reset`` rule, or the client going away) forwards nothing, so the
+  registry never sees any of it, and the client's next ``GET`` of the upload session reports
+  the session as it was before that request.
+* ``buffer=False`` (``proxy_request_buffering off``): what arrived of a dropped request is
+  streamed to the registry before the upstream connection is reset too.
+
+Faults:
 
 * ``respond``: a canned status (500, 502, 503, 429 + ``Retry-After``, 401 for a mount ...), body
   read and dropped;
-* ``reset``: read ``after`` body bytes, then reset the client connection (RST). With
-  ``buffer=True`` (nginx's default ``proxy_request_buffering on``) the partial request never
-  reaches the registry; with ``buffer=False`` the partial body is streamed to it first;
+* ``reset``: read ``after`` body bytes, then reset the client connection (RST). With ``at``
+  set instead, the drop happens where the upload reaches byte ``at`` of the blob: the rule
+  matches only a request whose body covers that byte (the body starts at its ``Content-Range``,
+  or at 0 without one), and reads ``at`` minus that start. Either way, what the registry gets
+  of the dropped request depends on the mode;
 * ``cut``: forward, then send only ``after`` bytes of the response body and reset (downloads);
 * ``delay``: forward, then wait ``seconds`` before answering;
 * ``strip_mount``: forward a mount ``POST`` without ``mount``/``from`` (the registry answers 202);
@@ -47,12 +61,19 @@ class Rule:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     after: int = 0
+    at: int | None = None  # reset: drop where the upload reaches this byte of the blob
     seconds: float = 0.0
     target: str = ""
     fired: int = 0
 
-    def matches(self, method: str, target: str) -> bool:
+    def matches(self, method: str, target: str, span: tuple[int, int]) -> bool:
+        if self.at is not None and not span[0] <= self.at < span[1]:
+            return False
         return (self.method in ("*", method)) and re.search(self.path, target) is not None
+
+    def cut_after(self, start: int) -> int:
+        """Body bytes to read before a ``reset``."""
+        return self.after if self.at is None else self.at - start
 
 
 @dataclass
@@ -118,6 +139,13 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+def _span(headers: list[tuple[str, str]], length: int) -> tuple[int, int]:
+    """Where a request body lies in the blob: from its ``Content-Range`` start (else 0)."""
+    m = re.match(r"^(?:bytes[ =])?(\d+)-", _get(headers, "Content-Range") or "")
+    start = int(m.group(1)) if m else 0
+    return start, start + length
+
+
 class FaultProxy:
     def __init__(self, upstream: str, *, buffer: bool = True) -> None:
         self.upstream = upstream
@@ -179,12 +207,12 @@ class FaultProxy:
             ]
 
     # -- serving ---------------------------------------------------------------------------
-    def _rule(self, method: str, target: str) -> Rule | None:
+    def _rule(self, method: str, target: str, span: tuple[int, int]) -> Rule | None:
         with self._lock:
             for r in self.rules:
                 if r.times != -1 and r.fired >= r.times + r.skip:
                     continue
-                if r.matches(method, target):
+                if r.matches(method, target, span):
                     r.fired += 1
                     if r.fired <= r.skip:
                         return None
@@ -217,24 +245,22 @@ class FaultProxy:
             self._record(Entry(method, target, host, 200, 0, 0, auth))
             self._tunnel(conn, target)
             return False
-        rule = self._rule(method, target)
+        span = _span(headers, length)
+        rule = self._rule(method, target, span)
         action = rule.action if rule else ""
 
         def entry(status: int, sent: int, received: int = 0) -> Entry:
             return Entry(method, target, host, status, sent, received, auth, action)
 
         if rule is not None and action == "reset":
-            got = conn.read(min(length, rule.after))
-            if not self.buffer and got:
-                up = socket.create_connection(self._upstream_addr())
-                up.sendall(self._request_head(line, headers) + got)
-                time.sleep(0.2)  # let the registry write what it got
-                _rst(up)
+            got = conn.read(min(length, rule.cut_after(span[0])))
+            self._dropped(line, headers, got)
             self._record(entry(0, len(got)))
             _rst(conn.sock)
             return False
         body = conn.read(length)
-        if len(body) < length:
+        if len(body) < length:  # the client went away mid-request
+            self._dropped(line, headers, body)
             self._record(entry(0, len(body)))
             return False
         if rule is not None and action == "respond":
@@ -270,6 +296,16 @@ class FaultProxy:
             time.sleep(rule.seconds)
         conn.sock.sendall(resp_head + resp_body)
         return True
+
+    def _dropped(self, line: str, headers: list[tuple[str, str]], got: bytes) -> None:
+        """A request whose connection dropped after ``got``: a buffering proxy forwards nothing
+        of it; a streaming one has passed ``got`` on, and then loses the upstream too."""
+        if self.buffer or not got:
+            return
+        up = socket.create_connection(self._upstream_addr())
+        up.sendall(self._request_head(line, headers) + got)
+        time.sleep(0.2)  # let the registry write what it got
+        _rst(up)
 
     @staticmethod
     def _tunnel(conn: _Conn, target: str) -> None:

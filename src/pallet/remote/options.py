@@ -11,16 +11,18 @@ from .auth import Credentials
 from .protocol import RetryPolicy
 from .wire import Wire
 
-__all__ = ["DEFAULT_CHUNK", "DEFAULT_JOBS", "DEFAULT_MONOLITHIC", "Options"]
+__all__ = ["DEFAULT_CHUNK", "DEFAULT_CHUNK_MAX", "DEFAULT_JOBS", "DEFAULT_MONOLITHIC", "Options"]
 
 DEFAULT_JOBS = 4
-#: bytes per ``PATCH`` above :data:`DEFAULT_MONOLITHIC`: fewer, larger requests cost fewer
-#: round trips and less per-request registry work (measured in BENCHMARKS.md); also what a
-#: dropped connection can cost again
-DEFAULT_CHUNK = 32 << 20
-#: one ``PUT`` per blob up to this size, as skopeo, containerd and ggcr send every blob (faster
-#: than chunks, see BENCHMARKS.md); a dropped ``PUT`` restarts the blob
-DEFAULT_MONOLITHIC = 128 << 20
+#: the first chunk of a resumable upload, and every chunk after a failed one: what a dropped
+#: connection costs at most early in a blob (a buffering proxy forwards nothing of the request)
+DEFAULT_CHUNK = 16 << 20
+#: chunks double after each accepted one up to this: fewer requests for large blobs, and a drop
+#: costs at most about what was already accepted (measured in BENCHMARKS.md)
+DEFAULT_CHUNK_MAX = 128 << 20
+#: one ``PUT`` per blob up to this size (one request, as containerd sends every blob); larger
+#: blobs go in resumable chunks, so that a dropped connection costs at most one chunk
+DEFAULT_MONOLITHIC = DEFAULT_CHUNK
 
 
 def _no_credentials() -> Mapping[str, Credentials]:
@@ -37,10 +39,12 @@ class Options:
             every other host gets verified TLS, except loopback hosts, which use plain HTTP as
             containerd does (falling back to HTTPS when the server speaks TLS).
         ca_file: a PEM bundle of extra trusted CAs (added to the system's).
-        chunk_size: bytes per ``PATCH`` of a chunked upload (raised to the registry's
-            ``OCI-Chunk-Min-Length``); also the unit lost when a connection drops mid-chunk.
+        chunk_size: bytes of the first chunk of a chunked upload (raised to the registry's
+            ``OCI-Chunk-Min-Length``), and of every chunk after a chunk of the push failed.
+        chunk_max: each accepted chunk doubles the next, up to this (never below
+            ``chunk_size``); a dropped connection costs the chunk it hit.
         monolithic_max: blobs up to this size go in one ``PUT`` (restarted whole if the
-            connection drops); larger ones in resumable ``PATCH`` chunks.
+            connection drops); larger ones in resumable chunks.
         retry: backoff for connection errors, 408, 429 (``Retry-After``) and 5xx.
         credentials: explicit credentials by registry host, ahead of config files.
         wire: send every request through this :class:`~pallet.remote.wire.Wire` instead of
@@ -52,6 +56,7 @@ class Options:
     insecure: Collection[str] = frozenset()
     ca_file: str | None = None
     chunk_size: int = DEFAULT_CHUNK
+    chunk_max: int = DEFAULT_CHUNK_MAX
     monolithic_max: int = DEFAULT_MONOLITHIC
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = 30.0

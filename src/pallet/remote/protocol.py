@@ -12,12 +12,22 @@ breaks, so that the flow decides how to recover::
 Upload theory of operation (distribution-spec "Pushing blobs"): HEAD the blob (present: done);
 try cross-repository mounts (``201``: done, ``202``: the registry opened an upload session, use
 it; anything else: fall back silently, as registries answer 401/404/400 for sources they will not
-mount); otherwise ``POST`` for a session. Small blobs go in one ``PUT ?digest=``. Large ones go in
-``PATCH`` chunks (``Content-Range``, at least ``OCI-Chunk-Min-Length``); each ``202`` carries the
-next ``Location`` and the ``Range`` the registry holds. When a chunk fails (connection dropped,
-5xx, 416) the flow ``GET``\\ s the upload location, reads ``Range`` and continues from there rather
-than from byte 0. A session the registry no longer knows (404, ``BLOB_UPLOAD_INVALID``) is
-abandoned (``DELETE``, failures ignored) and the blob starts over, at most ``attempts`` times.
+mount); otherwise ``POST`` for a session. Small blobs go in one ``PUT ?digest=``. Larger ones go in
+chunks (``Content-Range``, at least ``OCI-Chunk-Min-Length``): ``PATCH``\\ es, then the closing
+``PUT ?digest=`` with the last chunk (the spec's "Completed Upload"; the conformance suite sends
+it so). Each ``202`` carries the next ``Location`` and the ``Range`` the registry holds. When a
+chunk fails (connection dropped, 5xx, 416) the flow ``GET``\\ s the upload location, reads
+``Range`` and continues from there rather than from byte 0. A session the registry no longer
+knows (404, ``BLOB_UPLOAD_INVALID``) is abandoned (``DELETE``, failures ignored) and the blob
+starts over, at most ``attempts`` times.
+
+Chunk sizes: a proxy that buffers whole requests before forwarding them (nginx's default
+``proxy_request_buffering on``) passes nothing of a request whose connection drops, so a drop
+costs the whole request it hit. The first chunk is small (``chunk_size``) and each accepted
+chunk doubles the next, up to ``chunk_max``; a tail smaller than the first chunk rides with the
+last one. A drop early in a blob costs at most one small chunk, and a drop later at most about
+what was already accepted, while a smooth upload needs few requests. After a failed chunk every
+later chunk of the run is ``chunk_size`` again (a shared :class:`Trouble` flag).
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ __all__ = [
     "Sleep",
     "Step",
     "StreamOpener",
+    "Trouble",
     "check",
     "fetch_blob",
     "get_manifest",
@@ -176,6 +187,19 @@ Flow = Generator[Step, Response, T]
 
 class ConnectionLost(Unavailable):
     """The connection failed before a complete answer arrived (thrown into flows)."""
+
+
+class Trouble:
+    """Whether an upload chunk of this run has failed yet (shared by the uploads of one push).
+
+    Once set, every later chunk of every upload that shares it is the first chunk size: the
+    link has shown it drops requests, and each drop costs the request it hits.
+    """
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen = False
 
 
 class PushOutcome(Enum):
@@ -468,14 +492,21 @@ def upload_blob(
     *,
     mount_from: Sequence[str] = (),
     scopes: tuple[str, ...] = (),
-    chunk_size: int = 32 << 20,
-    monolithic_max: int = 128 << 20,
+    chunk_size: int = 16 << 20,
+    chunk_max: int = 128 << 20,
+    monolithic_max: int = 16 << 20,
     policy: RetryPolicy = DEFAULT_RETRY,
     head: bool = True,
     allow_upload: bool = True,
     on_restart: Callable[[str], None] | None = None,
+    trouble: Trouble | None = None,
 ) -> Flow[PushOutcome]:
-    """Push one blob: HEAD, mount, then a monolithic PUT or resumable PATCH chunks.
+    """Push one blob: HEAD, mount, then a monolithic PUT or resumable chunks.
+
+    Blobs up to ``monolithic_max`` go in one ``PUT``. Larger ones go in chunks of
+    ``chunk_size``, doubling after each accepted chunk up to ``chunk_max`` (never below
+    ``chunk_size``), until a chunk fails here or in any upload sharing ``trouble``; the last
+    chunk, with any tail smaller than ``chunk_size``, goes in the closing ``PUT``.
 
     With ``allow_upload=False`` (the blob is not available locally) only HEAD and mounts are
     tried.
@@ -490,6 +521,7 @@ def upload_blob(
     blob_url = _repo_url(base, repo, "blobs", str(desc.digest))
     uploads = _repo_url(base, repo, "blobs", "uploads/")
     last: Exception | None = None
+    trouble = trouble if trouble is not None else Trouble()
     for attempt in range(1, max(1, policy.attempts) + 1):
         if head or attempt > 1:
             resp = yield Request(method="HEAD", url=blob_url, scopes=scopes, retry=True, what=what)
@@ -548,10 +580,11 @@ def upload_blob(
                         status=202,
                     )
             min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "")
-            chunk = max(chunk_size, int(min_chunk) if min_chunk.isdigit() else 0, 1)
+            first = max(chunk_size, int(min_chunk) if min_chunk.isdigit() else 0, 1)
             if desc.size <= monolithic_max:
                 return (yield from _put_whole(location, desc, body, scopes, what))
-            return (yield from _chunked(location, desc, body, scopes, what, chunk, policy))
+            sizes = _Sizes(first, max(first, chunk_max), trouble)
+            return (yield from _chunked(location, desc, body, scopes, what, sizes, policy))
         except _Restart as exc:
             last = exc
             if on_restart is not None:
@@ -600,53 +633,83 @@ def _restartable(resp: Response) -> bool:
     )
 
 
+class _Sizes:
+    """The chunk sizes of one upload: ``first``, doubled after each accepted chunk up to
+    ``largest``, back to ``first`` for good once a chunk of the run failed."""
+
+    __slots__ = ("first", "largest", "next", "trouble")
+
+    def __init__(self, first: int, largest: int, trouble: Trouble) -> None:
+        self.first, self.largest, self.trouble = first, largest, trouble
+        self.next = first
+
+    def accepted(self) -> None:
+        self.next = self.first if self.trouble.seen else min(self.next * 2, self.largest)
+
+    def failed(self) -> None:
+        self.trouble.seen = True
+        self.next = self.first
+
+
 def _chunked(
     location: str,
     desc: Descriptor,
     body: BodySource,
     scopes: tuple[str, ...],
     what: str,
-    chunk: int,
+    sizes: _Sizes,
     policy: RetryPolicy,
 ) -> Flow[PushOutcome]:
     offset = 0
     failures = 0
-    while offset < desc.size:
-        n = min(chunk, desc.size - offset)
+    while True:
+        # the rest goes with the closing PUT once it fits in this chunk, or would leave a tail
+        # smaller than a first chunk: each request waits for the registry to write its chunk
+        # out (distribution fsyncs it), so a small last request costs as much as a large one
+        rest = desc.size - offset
+        final = rest <= sizes.next or (offset > 0 and rest < sizes.next + sizes.first)
+        n = rest if final else sizes.next
+        headers = {"Content-Type": OCTET}
+        if n:
+            headers["Content-Range"] = f"{offset}-{offset + n - 1}"
+        else:  # the registry holds every byte already: close the upload
+            headers["Content-Length"] = "0"
         resp: Response | None
         lost: ConnectionLost | None = None
         try:
             resp = yield Request(
-                method="PATCH",
-                url=location,
-                headers={
-                    "Content-Type": OCTET,
-                    "Content-Range": f"{offset}-{offset + n - 1}",
-                },
-                body=BodyRange(body, offset, n),
+                method="PUT" if final else "PATCH",
+                url=_with_query(location, [("digest", str(desc.digest))]) if final else location,
+                headers=headers,
+                body=BodyRange(body, offset, n) if n else None,
                 scopes=scopes,
                 what=what,
             )
         except ConnectionLost as exc:
             resp, lost = None, exc
-        if resp is not None and resp.status in (202, 204):
+        if resp is not None and final and resp.status in (201, 204):
+            return _blob_done(resp, desc, what)
+        if resp is not None and not final and resp.status in (202, 204):
             location = _location(resp) or location
             rng = parse_range(resp.headers.get("Range"))
             offset = rng[1] + 1 if rng is not None and rng[1] + 1 <= offset + n else offset + n
             failures = 0
+            sizes.accepted()
             continue
         if resp is not None and not (resp.status in policy.statuses or resp.status == 416):
             if _restartable(resp):
                 raise _Restart(_describe(resp), resp)
-            check(resp, (202,), what, scopes=scopes)
+            check(resp, (201,) if final else (202,), what, scopes=scopes)
+        sizes.failed()
         failures += 1
         if failures >= policy.attempts:
             if resp is not None:
                 raise _Restart(_describe(resp), resp)
-            raise _Restart(f"connection lost during PATCH: {lost}")
+            raise _Restart(f"connection lost during {'PUT' if final else 'PATCH'}: {lost}")
         ra = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
         yield Sleep(policy.delay(failures, ra))
-        # where is the registry? (spec: GET <location> -> 204 with Range)
+        # where is the registry? (spec: GET <location> -> 204 with Range); a closing PUT that
+        # did arrive leaves no session (404): the restart's HEAD then finds the blob
         try:
             status = yield Request(method="GET", url=location, scopes=scopes, retry=True, what=what)
         except ConnectionLost as exc:
@@ -657,22 +720,8 @@ def _chunked(
         rng = parse_range(status.headers.get("Range"))
         # "0-0" is what distribution answers for an empty upload too; resend from 0 then
         offset = 0 if rng is None or rng[1] == 0 else rng[1] + 1
-    try:
-        resp = yield Request(
-            method="PUT",
-            url=_with_query(location, [("digest", str(desc.digest))]),
-            headers={"Content-Type": OCTET, "Content-Length": "0"},
-            scopes=scopes,
-            what=what,
-        )
-    except ConnectionLost as exc:
-        raise _Restart(f"connection lost closing the upload: {exc}") from None
-    if resp.status in (201, 204):
-        return _blob_done(resp, desc, what)
-    if _restartable(resp):
-        raise _Restart(_describe(resp), resp)
-    check(resp, (201,), what, scopes=scopes)
-    raise AssertionError("unreachable")
+        if offset > desc.size:
+            raise _Restart(f"the registry holds {offset} bytes of a {desc.size}-byte blob")
 
 
 # -- blob download ---------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from ..oci.reference import Reference
 from ..progress import Progress, finished
 from .auth import merge_scopes, repository_scope
 from .options import Options
-from .protocol import BodySource, PushOutcome, head_manifest, push_manifest, upload_blob
+from .protocol import BodySource, PushOutcome, Trouble, head_manifest, push_manifest, upload_blob
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -255,6 +255,8 @@ class _Push:
         self._labels: dict[Digest, Mapping[str, str]] = {}
         self._sent = 0
         self._sent_lock = threading.Lock()
+        #: a failed chunk of one blob keeps every later chunk of the push small
+        self.trouble = Trouble()
         self.sources: dict[Digest, list[str]] = {}
         for d, node in graph.blobs.items():
             maps: list[Mapping[str, str] | None] = [self._labels_of(d), node.desc.annotations]
@@ -384,9 +386,11 @@ class _Push:
                 mount_from=sources,
                 scopes=self.scopes,
                 chunk_size=o.chunk_size,
+                chunk_max=o.chunk_max,
                 monolithic_max=o.monolithic_max,
                 policy=o.retry,
                 allow_upload=node.present,
+                trouble=self.trouble,
             )
             outcome = self.session.run(flow, self.ref.api_host)
         except BaseException as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +27,7 @@ def opts(**kw: object) -> Options:
     base: dict[str, object] = {
         "retry": RetryPolicy(attempts=6, initial=0.05, max_delay=0.5),
         "chunk_size": 1 * MiB,
+        "chunk_max": 1 * MiB,
         "monolithic_max": 1 * MiB,
     }
     base.update(kw)
@@ -79,6 +82,37 @@ def test_reset_mid_upload_streaming_proxy_still_succeeds(
         resent = p.upload_bytes() - _total(blobs)
     assert resent <= 6 * MiB
     _check_in_registry(plain_registry, repo, "v1", root)
+
+
+def test_a_drop_at_60_percent_behind_a_buffering_proxy_resends_less_than_half_the_blob(
+    plain_registry: Registry, store: Store, repo: str
+) -> None:
+    """With the default sizes, a 40 MiB blob is resumable: the drop (at 24 MiB, where nginx's
+    request buffering forwards nothing of the request it hit) costs that request's partial
+    body, not the blob; a single PUT would have sent 64 MiB."""
+    size = 40 * MiB
+    img = random_image(store, 23, sizes=[size])
+    layer = img.layers[0]
+    o = Options(retry=RetryPolicy(attempts=6, initial=0.05, max_delay=0.5))
+    with FaultProxy(plain_registry.host, buffer=True) as p:
+        p.add(Rule("*", "/blobs/uploads/", "reset", at=24 * MiB))
+        res = push(store.content, img.manifest, f"{p.host}/{repo}:v1", options=o)  # type: ignore[arg-type]
+        sent = p.upload_bytes() - img.config.size
+        resets = [e for e in p.log if e.fault == "reset"]
+        posts = p.entries("POST", "/blobs/uploads/")
+        status_gets = p.entries("GET", "/blobs/uploads/")
+    assert len(resets) == 1
+    assert sent < 1.5 * size, sent / size
+    assert sent - size <= 16 * MiB  # at most one first chunk lost
+    assert len(posts) == 2 and len(status_gets) == 1  # resumed in its session, not restarted
+    assert res[0].blobs[layer.digest] is PushOutcome.UPLOADED
+    assert res[0].bytes_sent >= sent + img.config.size
+    # the registry holds the blob under its digest, and its bytes hash to it
+    url = f"http://{plain_registry.host}/v2/{repo}/blobs/{layer.digest}"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        got = r.read()
+    assert len(got) == size and f"sha256:{hashlib.sha256(got).hexdigest()}" == layer.digest
+    _check_in_registry(plain_registry, repo, "v1", img.manifest)
 
 
 def test_5xx_and_429_with_retry_after(proxy: FaultProxy, store: Store, repo: str) -> None:

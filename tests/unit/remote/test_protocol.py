@@ -25,6 +25,7 @@ from pallet.remote.protocol import (
     Response,
     RetryPolicy,
     Sleep,
+    Trouble,
     fetch_blob,
     get_manifest,
     parse_range,
@@ -100,7 +101,8 @@ def drive(flow: Flow[Any], handler: Handler) -> tuple[Any, list[str], list[Reque
 
 
 def test_head_mount_202_patch_put_sequence() -> None:
-    desc, data = blob(300 * KiB)
+    """Chunks double up to the maximum; the last one goes with the closing PUT."""
+    desc, data = blob(800 * KiB)
     seen: list[bytes] = []
 
     def handler(req: Request) -> Response:
@@ -117,12 +119,14 @@ def test_head_mount_202_patch_put_sequence() -> None:
                 202, {"Location": f"/v2/app/blobs/uploads/u1?_state=s{end}", "Range": f"0-{end}"}
             )
         if req.method == "PUT":
+            assert isinstance(req.body, BodyRange)
+            seen.append(b"".join(req.body.chunks()))
             return r(201, {"Docker-Content-Digest": desc.digest})
         raise AssertionError(req.method)
 
     flow = upload_blob(
         BASE, "app", desc, source(data), mount_from=["base/img"], chunk_size=128 * KiB,
-        monolithic_max=0, policy=POLICY,
+        chunk_max=256 * KiB, monolithic_max=0, policy=POLICY,
     )  # fmt: skip
     out, log, reqs = drive(flow, handler)
     assert out is PushOutcome.UPLOADED
@@ -131,12 +135,12 @@ def test_head_mount_202_patch_put_sequence() -> None:
         f"POST /v2/app/blobs/uploads/?mount={desc.digest}&from=base%2Fimg",
         "PATCH /v2/app/blobs/uploads/u1?_state=a",
         f"PATCH /v2/app/blobs/uploads/u1?_state=s{128 * KiB - 1}",
-        f"PATCH /v2/app/blobs/uploads/u1?_state=s{256 * KiB - 1}",
-        f"PUT /v2/app/blobs/uploads/u1?_state=s{300 * KiB - 1}&digest={desc.digest}",
+        f"PATCH /v2/app/blobs/uploads/u1?_state=s{384 * KiB - 1}",
+        f"PUT /v2/app/blobs/uploads/u1?_state=s{640 * KiB - 1}&digest={desc.digest}",
     ]
     assert b"".join(seen) == data
-    ranges = [q.headers["Content-Range"] for q in reqs if q.method == "PATCH"]
-    assert ranges == ["0-131071", "131072-262143", "262144-307199"]
+    ranges = [q.headers["Content-Range"] for q in reqs if q.method in ("PATCH", "PUT")]
+    assert ranges == ["0-131071", "131072-393215", "393216-655359", "655360-819199"]
     assert all(q.headers["Content-Type"] == "application/octet-stream" for q in reqs[2:])
 
 
@@ -210,21 +214,24 @@ def test_resume_after_dropped_connection_uses_the_registry_range() -> None:
         if req.method == "GET":
             return r(204, {"Location": "/up", "Range": f"0-{len(got) - 1}"})
         if req.method == "PUT":
+            got.extend(b"".join(req.body.chunks()))  # type: ignore[union-attr]
             return r(201)
         raise AssertionError(req)
 
     flow = upload_blob(
-        BASE, "app", desc, source(data), chunk_size=128 * KiB, monolithic_max=0, policy=POLICY
-    )
+        BASE, "app", desc, source(data), chunk_size=128 * KiB, chunk_max=128 * KiB,
+        monolithic_max=0, policy=POLICY,
+    )  # fmt: skip
     out, log, reqs = drive(flow, handler)
     assert out is PushOutcome.UPLOADED and bytes(got) == data
     assert log[4:6] == ["sleep", "GET /up"]
-    ranges = [q.headers["Content-Range"] for q in reqs if q.method == "PATCH"]
-    assert ranges[2] == f"{128 * KiB + 50000}-{128 * KiB + 50000 + 128 * KiB - 1}"
+    ranges = [q.headers["Content-Range"] for q in reqs if q.method in ("PATCH", "PUT")]
+    # from where the registry is, the rest (less than two chunks) in the closing PUT
+    assert ranges[2] == f"{128 * KiB + 50000}-{400 * KiB - 1}"
 
 
 def test_chunk_min_length_is_honoured_and_416_recovers() -> None:
-    desc, data = blob(600 * KiB)
+    desc, data = blob(900 * KiB)
     got = bytearray()
     fail = {"once": True}
 
@@ -241,15 +248,18 @@ def test_chunk_min_length_is_honoured_and_416_recovers() -> None:
             return r(202, {"Location": "/up", "Range": f"0-{len(got) - 1}"})
         if req.method == "GET":
             return r(204, {"Range": f"0-{len(got) - 1}"})
+        got.extend(b"".join(req.body.chunks()))  # type: ignore[union-attr]
         return r(201)
 
+    # the maximum below the registry's minimum: every chunk is the minimum
     flow = upload_blob(
-        BASE, "app", desc, source(data), chunk_size=64 * KiB, monolithic_max=0, policy=POLICY
-    )
+        BASE, "app", desc, source(data), chunk_size=64 * KiB, chunk_max=64 * KiB,
+        monolithic_max=0, policy=POLICY,
+    )  # fmt: skip
     out, log, reqs = drive(flow, handler)
     assert out is PushOutcome.UPLOADED and bytes(got) == data
-    sizes = [q.body.length for q in reqs if q.method == "PATCH"]  # type: ignore[union-attr]
-    assert sizes == [256 * KiB, 256 * KiB, 256 * KiB, 88 * KiB]
+    sizes = [q.content_length for q in reqs if q.method in ("PATCH", "PUT")]
+    assert sizes == [256 * KiB, 256 * KiB, 256 * KiB, 388 * KiB]  # the second one: 416
     assert "GET /up" in log
 
 
@@ -266,9 +276,9 @@ def test_lost_session_restarts_the_blob_and_cancels_the_old_one() -> None:
             loc = next(sessions)
             got[loc] = bytearray()
             return r(202, {"Location": loc})
+        if req.method in ("PATCH", "PUT") and path.split("?")[0] == "/s1" and got["/s1"]:
+            return ConnectionLost("reset")
         if req.method == "PATCH":
-            if path == "/s1" and got["/s1"]:
-                return ConnectionLost("reset")
             got[path].extend(b"".join(req.body.chunks()))  # type: ignore[union-attr]
             return r(202, {"Location": path, "Range": f"0-{len(got[path]) - 1}"})
         if req.method == "GET":
@@ -278,11 +288,13 @@ def test_lost_session_restarts_the_blob_and_cancels_the_old_one() -> None:
             return r(400, body=body)
         if req.method == "DELETE":
             return r(204)
+        got[path.split("?")[0]].extend(b"".join(req.body.chunks()))  # type: ignore[union-attr]
         return r(201)
 
     flow = upload_blob(
-        BASE, "app", desc, source(data), chunk_size=128 * KiB, monolithic_max=0, policy=POLICY
-    )
+        BASE, "app", desc, source(data), chunk_size=128 * KiB, chunk_max=128 * KiB,
+        monolithic_max=0, policy=POLICY,
+    )  # fmt: skip
     out, log, _ = drive(flow, handler)
     assert out is PushOutcome.UPLOADED and bytes(got["/s2"]) == data
     i = log.index("DELETE /s1")
@@ -425,11 +437,48 @@ def test_mount_202_tries_the_next_source_before_uploading() -> None:
     ]
 
 
-def test_default_sizes_one_put_up_to_the_monolithic_maximum_then_chunks() -> None:
-    from pallet.remote.options import DEFAULT_CHUNK, DEFAULT_MONOLITHIC, Options
+def _chunk_registry(got: bytearray, drop: Callable[[Request], bool] = lambda q: False) -> Handler:
+    """An upload endpoint behind a buffering proxy: a request that ``drop`` picks is lost whole
+    (nothing of it reaches the registry); the rest append to ``got``."""
 
-    assert (Options().chunk_size, Options().monolithic_max) == (DEFAULT_CHUNK, DEFAULT_MONOLITHIC)
-    assert DEFAULT_MONOLITHIC == 128 << 20 and DEFAULT_CHUNK == 32 << 20
+    def handler(req: Request) -> Response | Exception:
+        if req.method == "HEAD":
+            return r(404)
+        if req.method == "POST":
+            return r(202, {"Location": "/up"})
+        if req.method == "GET":
+            return r(204, {"Location": "/up", "Range": f"0-{max(0, len(got) - 1)}"})
+        if drop(req):
+            return ConnectionLost("reset by peer")
+        if req.body is not None:
+            start = int(req.headers["Content-Range"].split("-")[0])
+            assert start == len(got)
+            got.extend(b"".join(req.body.chunks()))  # type: ignore[union-attr]
+        if req.method == "PATCH":
+            return r(202, {"Location": "/up", "Range": f"0-{len(got) - 1}"})
+        assert req.method == "PUT" and "digest=" in req.url
+        return r(201)
+
+    return handler
+
+
+def test_default_sizes_one_put_up_to_16_mib_then_growing_chunks() -> None:
+    from pallet.remote.options import (
+        DEFAULT_CHUNK,
+        DEFAULT_CHUNK_MAX,
+        DEFAULT_MONOLITHIC,
+        Options,
+    )
+
+    MiB = 1 << 20
+    o = Options()
+    assert (o.chunk_size, o.chunk_max, o.monolithic_max) == (
+        DEFAULT_CHUNK,
+        DEFAULT_CHUNK_MAX,
+        DEFAULT_MONOLITHIC,
+    )
+    assert DEFAULT_MONOLITHIC == DEFAULT_CHUNK == 16 << 20
+    assert DEFAULT_CHUNK_MAX == 128 << 20
 
     def zeros(offset: int, length: int) -> Iterator[bytes]:
         yield bytes(length)
@@ -445,12 +494,127 @@ def test_default_sizes_one_put_up_to_the_monolithic_maximum_then_chunks() -> Non
         return r(201)
 
     digest = Digest("sha256:" + "0" * 64)
-    for size, patches in ((DEFAULT_MONOLITHIC, 0), (DEFAULT_MONOLITHIC + 1, 5)):
+    for size, want in (
+        (16 * MiB, [16]),
+        (20 * MiB, [16, 4]),
+        (40 * MiB, [16, 24]),
+        (50 * MiB, [16, 34]),  # a tail under 16 MiB rides with the last chunk
+        (79 * MiB, [16, 32, 31]),
+        (367 * MiB, [16, 32, 64, 128, 127]),
+        (500 * MiB, [16, 32, 64, 128, 128, 132]),
+    ):
         desc = Descriptor(media_type=mt.OCI_LAYER, digest=digest, size=size)
-        out, log, reqs = drive(upload_blob(BASE, "app", desc, zeros), handler)
-        assert out is PushOutcome.UPLOADED
-        assert [x.split()[0] for x in log] == ["HEAD", "POST", *["PATCH"] * patches, "PUT"]
-        sent = [q.content_length for q in reqs if q.method in ("PATCH", "PUT")]
-        assert sum(sent) == size
-        if patches:
-            assert sent[:4] == [DEFAULT_CHUNK] * 4 and sent[-1] == 0
+        # the flow's own defaults are the Options' defaults
+        for flow in (
+            upload_blob(BASE, "app", desc, zeros),
+            upload_blob(
+                BASE, "app", desc, zeros, chunk_size=o.chunk_size, chunk_max=o.chunk_max,
+                monolithic_max=o.monolithic_max,
+            ),
+        ):  # fmt: skip
+            out, log, reqs = drive(flow, handler)
+            assert out is PushOutcome.UPLOADED
+            assert [x.split()[0] for x in log] == [
+                "HEAD",
+                "POST",
+                *["PATCH"] * (len(want) - 1),
+                "PUT",
+            ]
+            assert [q.content_length for q in reqs[2:]] == [n * MiB for n in want]
+            if len(want) > 1:  # the closing PUT carries the last chunk and says where it goes
+                assert reqs[-1].headers["Content-Range"] == f"{size - want[-1] * MiB}-{size - 1}"
+
+
+def test_a_failed_chunk_keeps_every_later_chunk_of_the_run_small() -> None:
+    """A drop costs the request it hits; after one, chunks stop growing, for this blob and for
+    every other upload that shares the run's Trouble."""
+    desc, data = blob(1000 * KiB)
+    got = bytearray()
+    trouble = Trouble()
+    lost: list[int] = []
+
+    def drop(req: Request) -> bool:
+        if not lost and req.content_length == 256 * KiB:
+            lost.append(len(got))
+            return True
+        return False
+
+    sizes = {"chunk_size": 64 * KiB, "chunk_max": 512 * KiB, "monolithic_max": 0}
+    flow = upload_blob(BASE, "app", desc, source(data), policy=POLICY, trouble=trouble, **sizes)  # type: ignore[arg-type]
+    out, log, reqs = drive(flow, _chunk_registry(got, drop))
+    assert out is PushOutcome.UPLOADED and bytes(got) == data
+    assert lost == [192 * KiB] and trouble.seen
+    sent = [q.content_length for q in reqs if q.method in ("PATCH", "PUT")]
+    # 64, 128, 256 (lost at 192 KiB); then the registry's Range, and 64 KiB chunks to the end
+    assert sent == [64 * KiB, 128 * KiB, 256 * KiB] + [64 * KiB] * 11 + [104 * KiB]
+    assert log[5:7] == ["sleep", "GET /up"]
+
+    other, other_data = blob(300 * KiB)
+    got2 = bytearray()
+    flow = upload_blob(
+        BASE, "app", other, source(other_data), policy=POLICY, trouble=trouble, **sizes
+    )  # type: ignore[arg-type]
+    out, _, reqs = drive(flow, _chunk_registry(got2))
+    assert out is PushOutcome.UPLOADED and bytes(got2) == other_data
+    assert [q.content_length for q in reqs[2:]] == [64 * KiB] * 3 + [108 * KiB]
+
+
+def test_a_dropped_closing_put_resumes_from_the_registry_range() -> None:
+    """40 units, a first chunk of 16, a drop in the closing PUT (which carries the last 24):
+    the 24 again, not the 40."""
+    unit = 4 * KiB
+    desc, data = blob(40 * unit)
+    got = bytearray()
+    first_put = {"armed": True}
+
+    def drop(req: Request) -> bool:
+        if req.method == "PUT" and first_put["armed"]:
+            first_put["armed"] = False
+            return True
+        return False
+
+    flow = upload_blob(
+        BASE, "app", desc, source(data), chunk_size=16 * unit, monolithic_max=16 * unit,
+        policy=POLICY,
+    )  # fmt: skip
+    out, log, reqs = drive(flow, _chunk_registry(got, drop))
+    assert out is PushOutcome.UPLOADED and bytes(got) == data
+    assert [x.split("?")[0] for x in log[2:]] == [
+        "PATCH /up",
+        "PUT /up",
+        "sleep",
+        "GET /up",
+        "PUT /up",
+    ]
+    ranges = [q.headers["Content-Range"] for q in reqs if q.method in ("PATCH", "PUT")]
+    # 0-16 accepted, 16-40 lost, then from 16 again
+    assert ranges == [f"0-{16 * unit - 1}"] + [f"{16 * unit}-{40 * unit - 1}"] * 2
+
+
+def test_a_closing_put_that_arrived_without_an_answer_finds_the_blob() -> None:
+    desc, data = blob(300 * KiB)
+    stored: list[bytes] = []
+
+    def handler(req: Request) -> Response | Exception:
+        if req.method == "HEAD":
+            return r(200) if stored else r(404)
+        if req.method == "POST":
+            return r(202, {"Location": "/up"})
+        if req.method == "PATCH":
+            return r(202, {"Location": "/up", "Range": f"0-{128 * KiB - 1}"})
+        if req.method == "PUT":
+            stored.append(b"done")
+            return ConnectionLost("reset after the body")
+        if req.method == "GET":  # the session is gone with the commit
+            body = json.dumps({"errors": [{"code": "BLOB_UPLOAD_UNKNOWN", "message": "x"}]})
+            return r(404, body=body.encode())
+        if req.method == "DELETE":
+            return r(404)
+        raise AssertionError(req)
+
+    flow = upload_blob(
+        BASE, "app", desc, source(data), chunk_size=128 * KiB, monolithic_max=0, policy=POLICY
+    )
+    out, log, _ = drive(flow, handler)
+    assert out is PushOutcome.EXISTS
+    assert [x.split("?")[0].split()[0] for x in log[-4:]] == ["GET", "DELETE", "sleep", "HEAD"]
