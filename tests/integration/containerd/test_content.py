@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import pytest
 
 from pallet.containerd import Client
 from pallet.containerd.content import ContainerdContentStore
-from pallet.errors import AlreadyExists, DigestMismatch, NotFound, Unavailable
+from pallet.errors import AlreadyExists, DigestMismatch, NotFound
 from pallet.leases import Resource
 from pallet.oci.digest import Digest
-from support.conformance.content import ContentSuite, sha
+from support.conformance.content import ContentSuite, assert_ref_held, sha
 from support.containerd import Containerd, new_namespace
 
 
@@ -94,20 +93,7 @@ class TestContainerd(ContentSuite):
     def test_one_writer_per_ref_abort_unlocked(self, store: ContainerdContentStore) -> None:
         w = store.writer("busy")
         try:
-            with pytest.raises(Unavailable, match="busy"):
-                store.writer("busy")
-            errors: list[BaseException] = []
-
-            def other() -> None:
-                try:
-                    store.writer("busy")
-                except BaseException as exc:
-                    errors.append(exc)
-
-            t = threading.Thread(target=other)
-            t.start()
-            t.join()
-            assert len(errors) == 1 and isinstance(errors[0], Unavailable)
+            assert_ref_held(store, "busy")
             store.abort("busy")  # containerd: no lock taken, the ingest record goes
             with pytest.raises(NotFound):
                 store.status("busy")

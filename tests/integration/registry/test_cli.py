@@ -79,33 +79,22 @@ def test_login_logout_password_stdin(tls_registry: Registry, tmp_path: Path) -> 
     user, password = next(iter(tls_registry.users.items()))
     env = {"DOCKER_CONFIG": str(tmp_path / "docker")}
     ca = str(tls_registry.tls.ca_cert)
-    p = pallet(
-        tmp_path / "s",
-        "login",
-        tls_registry.host,
-        "-u",
-        user,
-        "--password-stdin",
-        "--ca-file",
-        ca,
-        input=password.encode() + b"\n",
-        env=env,
-    )
+
+    def login(secret: str) -> subprocess.CompletedProcess[bytes]:
+        return pallet(
+            tmp_path / "s",
+            "login",
+            tls_registry.host,
+            *("-u", user, "--password-stdin", "--ca-file", ca),
+            input=secret.encode() + b"\n",
+            env=env,
+        )
+
+    p = login(password)
     assert p.returncode == 0, p.stderr.decode()
     cfg = json.loads((tmp_path / "docker" / "config.json").read_text())
     assert tls_registry.host in cfg["auths"]
-    p = pallet(
-        tmp_path / "s",
-        "login",
-        tls_registry.host,
-        "-u",
-        user,
-        "--password-stdin",
-        "--ca-file",
-        ca,
-        input=b"wrong\n",
-        env=env,
-    )
+    p = login("wrong")
     assert p.returncode != 0 and b"Traceback" not in p.stderr
     assert password.encode() not in p.stdout + p.stderr
     p = pallet(tmp_path / "s", "logout", tls_registry.host, env=env)

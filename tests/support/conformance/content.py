@@ -41,6 +41,24 @@ def write(store: Store, ref: str, data: bytes, **kw: object) -> Digest:
         return w.commit(len(data), sha(data), **kw)  # type: ignore[arg-type]
 
 
+def assert_ref_held(store: Store, ref: str) -> None:
+    """A second writer on ``ref``, in this thread or another, gets ``Unavailable``."""
+    with pytest.raises(Unavailable, match=ref):
+        store.writer(ref)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            store.writer(ref)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], Unavailable)
+
+
 class ContentSuite:
     """Tests of a content store; subclasses provide ``store`` and ``content_root``."""
 
@@ -135,20 +153,7 @@ class ContentSuite:
     def test_one_writer_per_ref_threads(self, store: Store) -> None:
         w = store.writer("busy")
         try:
-            with pytest.raises(Unavailable, match="busy"):
-                store.writer("busy")
-            errors: list[BaseException] = []
-
-            def other() -> None:
-                try:
-                    store.writer("busy")
-                except BaseException as exc:
-                    errors.append(exc)
-
-            t = threading.Thread(target=other)
-            t.start()
-            t.join()
-            assert len(errors) == 1 and isinstance(errors[0], Unavailable)
+            assert_ref_held(store, "busy")
             with pytest.raises(Unavailable):
                 store.abort("busy")
         finally:
