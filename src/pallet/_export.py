@@ -78,6 +78,7 @@ OutputSpec = str | Mapping[str, "str | os.PathLike[str] | BinaryIO"]
 
 _KINDS = ("image", "oci", "docker")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
+_TRUE = ("", "1", "t", "T", "TRUE", "true", "True")
 _log = logging.getLogger("pallet")
 
 
@@ -135,16 +136,16 @@ def _is_stream(value: object) -> bool:
 
 def _check_dest(spec: _Output) -> None:
     """A layout directory's dest: the exporter writes into an existing directory, or makes it
-    (and its parents); anything else in the way is the caller's mistake, said before any I/O."""
+    (and its parents); a tarball's dest is a file, never a directory. Anything else in the way
+    is the caller's mistake, said before any I/O."""
     dest, tar = spec.attrs.get("dest"), spec.attrs.get("tar")
-    if (
-        spec.kind != "image"
-        and dest
-        and tar in _FALSE
-        and os.path.lexists(dest)
-        and not os.path.isdir(dest)
-    ):
-        raise InvalidArgument(f"dest {dest}: exists and is not a directory")
+    if spec.kind == "image" or not dest:
+        return
+    if tar in _FALSE:
+        if os.path.lexists(dest) and not os.path.isdir(dest):
+            raise InvalidArgument(f"dest {dest}: exists and is not a directory")
+    elif dest != "-" and tar in (None, *_TRUE) and os.path.isdir(dest):
+        raise InvalidArgument(f"dest {dest}: is a directory (tar=False writes a layout)")
 
 
 def _raw_output(i: int, spec: OutputSpec) -> _Output:
@@ -263,6 +264,10 @@ class OutputKeywords:
             attrs[attr] = value
             given[attr] = keyword
 
+        if self.names is not None and (
+            isinstance(self.names, bytes) or not isinstance(self.names, str | Sequence)
+        ):
+            raise InvalidArgument(f"names {self.names!r}: want an image reference or a list")
         names = [self.names] if isinstance(self.names, str) else list(self.names or ())
         for n in names:
             if not isinstance(n, str) or not n or "," in n:
@@ -376,6 +381,11 @@ def _plan(inputs: Sequence[Input], platform: PlatformSpec | None) -> _Plan:
     ):
         single = _platform(platform)
     elif platform is not None:
+        if not isinstance(platform, str | Sequence):
+            raise InvalidArgument(
+                f"platform {platform!r}: want a platform like 'linux/amd64', a list of them, "
+                "or a mapping of platform to inputs"
+            )
         specs = _split(platform) if isinstance(platform, str) else list(platform)
         if not specs:
             raise InvalidArgument(f"platform {platform!r}: want a platform like 'linux/amd64'")
@@ -386,7 +396,12 @@ def _plan(inputs: Sequence[Input], platform: PlatformSpec | None) -> _Plan:
     for item in [*common, *(x for items in specific.values() for x in items)]:
         if not isinstance(item, Layer | RootFS):
             raise InvalidArgument(f"input {item!r}: want pallet.Layer or pallet.RootFS")
+        kind = "layer" if isinstance(item, Layer) else "rootfs"
+        if not isinstance(item.path, str | os.PathLike):
+            raise InvalidArgument(f"{kind} {item.path!r}: want a directory path")
         path = os.fspath(item.path)
+        if not isinstance(path, str):
+            raise InvalidArgument(f"{kind} {item.path!r}: want a directory path as str")
         if not os.path.isdir(path):
             raise InvalidArgument(f"directory {path}: not a directory")
         if isinstance(item, Layer):
@@ -444,8 +459,9 @@ def _port(spec: object) -> str:
     return f"{num}/{proto or 'tcp'}"
 
 
-def _check_config(config: Config) -> None:
-    """Every field's type and value (the merge below repeats nothing of this)."""
+def _check_config(config: Config) -> Config:
+    """Every field's type and value; returns ``config`` with its ports normalised
+    (``PORT/PROTO``), as :func:`merge_config` takes it (the merge repeats nothing of this)."""
     if not isinstance(config, Config):
         raise InvalidArgument(f"config {config!r}: want pallet.Config")
     for what in ("cmd", "entrypoint"):
@@ -458,10 +474,11 @@ def _check_config(config: Config) -> None:
         value = getattr(config, what)
         if value is not None and not isinstance(value, str):
             raise InvalidArgument(f"config {what} {value!r}: want a string")
-    if isinstance(config.exposed_ports, str):
+    if isinstance(config.exposed_ports, str | bytes) or not isinstance(
+        config.exposed_ports, Sequence
+    ):
         raise InvalidArgument(f"config exposed_ports {config.exposed_ports!r}: want a list")
-    for p in config.exposed_ports:
-        _port(p)
+    ports = tuple(_port(p) for p in config.exposed_ports)
     if config.raw is not None:
         if not isinstance(config.raw, Mapping):
             raise InvalidArgument(f"config raw {config.raw!r}: want a JSON object")
@@ -469,13 +486,15 @@ def _check_config(config: Config) -> None:
             json.dumps(config.raw)
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"config raw: not JSON: {exc}") from None
+    return replace(config, exposed_ports=ports)
 
 
 def merge_config(image_config: Mapping[str, Any], config: Config) -> dict[str, Any]:
     """``image_config`` (an image config: the base's, or ``Config.raw``) with the fields of
     ``config`` set in its ``config`` object: ``env`` and ``labels`` merge by key (a key that
     is set again moves to the end of ``Env``), the others replace; an empty ``cmd`` or
-    ``entrypoint`` clears it. Without any field, ``image_config`` is returned unchanged."""
+    ``entrypoint`` clears it. Without any field, ``image_config`` is returned unchanged.
+    ``config`` is as :func:`_check_config` returns it: checked, its ports ``PORT/PROTO``."""
     cfg = dict(image_config)
     if not (
         config.env
@@ -506,7 +525,7 @@ def merge_config(image_config: Mapping[str, Any], config: Config) -> dict[str, A
     if config.exposed_ports:
         ports = dict(c.get("ExposedPorts") or {})
         for p in config.exposed_ports:
-            ports[_port(p)] = {}
+            ports[p] = {}
         c["ExposedPorts"] = ports
     cfg["config"] = c
     return cfg
@@ -587,15 +606,17 @@ def _resolve_base(
 
 def _base_layers(
     backend: Backend, root: Descriptor, ref: str, platform: Platform
-) -> tuple[list[BlobLayer], bytes]:
-    """The layers (blob, diffID) and config of ``platform``'s image under ``root``."""
+) -> tuple[list[BlobLayer], bytes, dict[str, Any]]:
+    """The layers (blob, diffID) and config (its bytes and parsed) of ``platform``'s image
+    under ``root``: an index's manifest for it, or a single manifest whose config is of it."""
     from .images import children
     from .oci import mediatypes as mt
     from .oci.digest import Digest
     from .rootfs import Layer as BlobLayer
 
     desc = root
-    if mt.is_index(desc.media_type):
+    indexed = mt.is_index(desc.media_type)
+    if indexed:
         cands = [
             d
             for d in children(backend.content, desc)
@@ -615,6 +636,16 @@ def _base_layers(
         cfg = json.loads(cfg_bytes)
     except ValueError as exc:
         raise InvalidArgument(f"base {ref}: config {cfg_desc.digest}: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise InvalidArgument(f"base {ref}: config {cfg_desc.digest}: not a JSON object")
+    if not indexed:
+        variant = cfg.get("variant") or ""
+        if (
+            cfg.get("os") != platform.os
+            or cfg.get("architecture") != platform.architecture
+            or (platform.variant and variant and variant != platform.variant)
+        ):
+            raise InvalidArgument(f"base {ref}: no manifest for platform {platform}")
     diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(layer_descs):
         raise InvalidArgument(f"base {ref}: mismatched image rootfs and manifest layers")
@@ -622,7 +653,7 @@ def _base_layers(
         BlobLayer(blob=d, diff_id=Digest.parse(x))
         for d, x in zip(layer_descs, diff_ids, strict=True)
     ]
-    return layers, cfg_bytes
+    return layers, cfg_bytes, cfg
 
 
 def _layer_labels(layer: BlobLayer) -> dict[str, str]:
@@ -750,10 +781,10 @@ def export(
 
     # -- every check before any I/O
     if outputs is not None:
-        if keywords.given():
+        if given := keywords.given():
             raise InvalidArgument(
                 f"outputs: describe every output in outputs, or one with the keywords, not "
-                f"both (given: {', '.join(keywords.given())})"
+                f"both (given: {', '.join(given)})"
             )
         if isinstance(outputs, str | Mapping):
             raise InvalidArgument(f"outputs {outputs!r}: want a list of outputs")
@@ -767,8 +798,7 @@ def export(
     for spec in specs:
         _check_dest(spec)
     plan = _plan(inputs, platform)
-    config = config or Config()
-    _check_config(config)
+    config = _check_config(config or Config())
     if base is not None and (not isinstance(base, str) or not base):
         raise InvalidArgument(f"base {base!r}: want an image name")
     if source_date_epoch is not None and (
@@ -777,6 +807,8 @@ def export(
         or not -(2**63) <= source_date_epoch < 2**63
     ):
         raise InvalidArgument(f"source_date_epoch {source_date_epoch!r}: want seconds as an int")
+    if ca_file is not None and not isinstance(ca_file, str | os.PathLike):
+        raise InvalidArgument(f"ca_file {ca_file!r}: want a path")
     if ca_file is not None and not os.path.isfile(ca_file):
         raise InvalidArgument(f"ca file {os.fspath(ca_file)}: not a file")
     warn = on_warning or _log.warning
@@ -836,13 +868,13 @@ def export(
         for pid, items in plan.stacks.items():
             target = Platform.parse(pid) if pid else plan.single or Platform.default()
             parent, cfg_bytes = "", b""
+            cfg: dict[str, Any] = {}
             if base is not None:
                 assert base_root is not None
-                layers, cfg_bytes = _base_layers(backend, base_root, base, target)
+                layers, cfg_bytes, cfg = _base_layers(backend, base_root, base, target)
                 rootfs = any(isinstance(x, RootFS) for x in items)
                 parent = _base_chain(db, backend, layers, rootfs, slease, warn)
             top = _stack(db, parent, items, slease) or None
-            cfg: dict[str, Any] = json.loads(cfg_bytes) if cfg_bytes else {}
             if config.raw is not None:
                 cfg = dict(config.raw)
             cfg = merge_config(cfg, config)

@@ -479,6 +479,99 @@ def test_a_missing_base_is_not_found(store: pallet.Store, tmp_path: Path) -> Non
         store.export([pallet.Layer(str(src))], base="127.0.0.1:1/none:1")
 
 
+def test_a_tarball_dest_that_is_a_directory_is_refused_up_front(
+    store: pallet.Store, tmp_path: Path
+) -> None:
+    src = tree(tmp_path / "d", {"f": b"1"})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(pallet.InvalidArgument) as e:
+        store.export([pallet.Layer(str(src))], output="oci", dest=dest)
+    assert f"dest {dest}: is a directory" in str(e.value) and "\n" not in str(e.value)
+    assert blobs(tmp_path / "store") == [] and list(dest.iterdir()) == []
+
+
+def test_a_failed_tarball_write_names_the_dest(store: pallet.Store, tmp_path: Path) -> None:
+    """The dest becomes a directory while the export runs: the rename over it fails, reported
+    as a pallet error naming the dest (not the temporary file), which is removed."""
+    src = tree(tmp_path / "d", {"f": b"1"})
+    dest = tmp_path / "out.tar"
+
+    def race(p: pallet.Progress) -> None:
+        if p.id == "exporting to oci image format" and not dest.exists():
+            (dest / "sub").mkdir(parents=True)
+
+    with pytest.raises(pallet.Error) as e:
+        store.export([pallet.Layer(str(src))], output="oci", dest=dest, progress=race)
+    assert str(e.value).startswith(f"dest {dest}: ") and "\n" not in str(e.value)
+    assert ".pallet-" not in str(e.value)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pallet-")] == []
+
+
+def test_a_single_platform_base_of_another_platform_is_refused(
+    store: pallet.Store, tmp_path: Path
+) -> None:
+    src = tree(tmp_path / "d", {"f": b"1"})
+    store.export(
+        [pallet.Layer(str(src))],
+        names=["example.com/arm:1"],
+        platform="linux/arm64",
+        source_date_epoch=EPOCH,
+    )
+    top = tree(tmp_path / "top", {"g": b"2"})
+    with pytest.raises(pallet.InvalidArgument) as e:
+        store.export(
+            [pallet.Layer(str(top))],
+            base="example.com/arm:1",
+            platform="linux/amd64",
+            output="oci",
+            dest=io.BytesIO(),
+        )
+    assert str(e.value) == "base example.com/arm:1: no manifest for platform linux/amd64"
+    # its own platform still takes it
+    archive = oci(store, [pallet.Layer(str(top))], base="example.com/arm:1", platform="linux/arm64")
+    assert len(archive.manifest()["layers"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"inputs": [pallet.Layer(123)]}, "layer 123: want a directory path"),  # type: ignore[arg-type]
+        ({"inputs": [pallet.RootFS(123)]}, "rootfs 123: want a directory path"),  # type: ignore[arg-type]
+        ({"platform": 5}, "platform 5: want a platform"),
+        ({"names": 5}, "names 5: want an image reference"),
+        ({"ca_file": 5}, "ca_file 5: want a path"),
+        ({"config": pallet.Config(exposed_ports=5)}, "config exposed_ports 5: want a list"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_value_of_the_wrong_type_is_invalid_argument(
+    store: pallet.Store, tmp_path: Path, kw: dict[str, Any], message: str
+) -> None:
+    src = tree(tmp_path / "d", {"f": b"1"})
+    inputs = kw.pop("inputs", [pallet.Layer(str(src))])
+    with pytest.raises(pallet.InvalidArgument) as e:
+        store.export(inputs, **kw)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert blobs(tmp_path / "store") == []
+
+
+def test_ports_are_normalised_once_for_every_platform(store: pallet.Store, tmp_path: Path) -> None:
+    """The checked ports (``PORT/PROTO``) are what the config of each platform gets."""
+    src = tree(tmp_path / "d", {"f": b"1"})
+    archive = oci(
+        store,
+        [pallet.Layer(str(src))],
+        platform=["linux/amd64", "linux/arm64"],
+        config=pallet.Config(exposed_ports=["80", "53/udp"]),
+    )
+    for p in ("linux/amd64", "linux/arm64"):
+        ports = archive.config(archive.manifest(p))["config"]["ExposedPorts"]
+        assert ports == {"80/tcp": {}, "53/udp": {}}
+    with pytest.raises(pallet.InvalidArgument) as e:
+        store.export([pallet.Layer(str(src))], config=pallet.Config(exposed_ports=["0"]))
+    assert "port '0'" in str(e.value)
+
+
 def test_export_into_containerd(ctrd: Containerd, tmp_path: Path) -> None:
     """The same call on a containerd store: the daemon has the image, unpacked, and no lease."""
     src = tree(tmp_path / "d", {"hello.txt": b"hello\n"})

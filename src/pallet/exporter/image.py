@@ -246,7 +246,10 @@ class ImageExporterInstance:
         with status(job.progress, "sending tarball"):
             if not self.tar:
                 assert self.dest is not None
-                write_directory(self.dest, exporter.content, layout)
+                try:
+                    write_directory(self.dest, exporter.content, layout)
+                except OSError as exc:
+                    raise InvalidArgument(f"dest {self.dest}: {exc.strerror or exc}") from None
             elif sink is not None:
                 write_archive(sink, exporter.content, layout)
                 with contextlib.suppress(AttributeError, OSError):
@@ -263,8 +266,11 @@ def _write_file_atomic(dest: str, write: Callable[[BinaryIO], object]) -> None:
         out = atomicfile.create(dest, 0o644, prefix=".pallet-", suffix=".tmp")
     except OSError as exc:
         raise InvalidArgument(f"dest {dest}: {exc.strerror or exc}") from None
-    with out as f:
-        write(f)
+    try:
+        with out as f:
+            write(f)
+    except OSError as exc:  # named by the destination, not by the temporary file
+        raise InvalidArgument(f"dest {dest}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
