@@ -605,10 +605,18 @@ def _resolve_base(
 
 
 def _base_layers(
-    backend: Backend, root: Descriptor, ref: str, platform: Platform
+    backend: Backend,
+    root: Descriptor,
+    ref: str,
+    platform: Platform,
+    mismatch: Callable[[str], None] | None = None,
 ) -> tuple[list[BlobLayer], bytes, dict[str, Any]]:
     """The layers (blob, diffID) and config (its bytes and parsed) of ``platform``'s image
-    under ``root``: an index's manifest for it, or a single manifest whose config is of it."""
+    under ``root``: an index's manifest for it, or a single manifest whose config is of it.
+
+    A single manifest of another platform is an error, unless ``mismatch`` is given (the
+    platform was not asked for, only defaulted): then it is reported there and used, as
+    BuildKit warns and goes on."""
     from .images import children
     from .oci import mediatypes as mt
     from .oci.digest import Digest
@@ -645,7 +653,10 @@ def _base_layers(
             or cfg.get("architecture") != platform.architecture
             or (platform.variant and variant and variant != platform.variant)
         ):
-            raise InvalidArgument(f"base {ref}: no manifest for platform {platform}")
+            found = "/".join(filter(None, [cfg.get("os"), cfg.get("architecture"), variant]))
+            if mismatch is None:
+                raise InvalidArgument(f"base {ref}: no manifest for platform {platform}")
+            mismatch(f"base {ref}: its platform {found} does not match the default {platform}")
     diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(layer_descs):
         raise InvalidArgument(f"base {ref}: mismatched image rootfs and manifest layers")
@@ -871,7 +882,10 @@ def export(
             cfg: dict[str, Any] = {}
             if base is not None:
                 assert base_root is not None
-                layers, cfg_bytes, cfg = _base_layers(backend, base_root, base, target)
+                asked = bool(pid) or plan.single is not None
+                layers, cfg_bytes, cfg = _base_layers(
+                    backend, base_root, base, target, None if asked else warn
+                )
                 rootfs = any(isinstance(x, RootFS) for x in items)
                 parent = _base_chain(db, backend, layers, rootfs, slease, warn)
             top = _stack(db, parent, items, slease) or None

@@ -531,6 +531,17 @@ def test_a_single_platform_base_of_another_platform_is_refused(
     # its own platform still takes it
     archive = oci(store, [pallet.Layer(str(top))], base="example.com/arm:1", platform="linux/arm64")
     assert len(archive.manifest()["layers"]) == 2
+    # no platform asked for (this machine's by default): BuildKit's warning, and the base is used
+    warnings: list[str] = []
+    if pallet.Platform.default().architecture != "arm64":
+        archive = oci(
+            store, [pallet.Layer(str(top))], base="example.com/arm:1", on_warning=warnings.append
+        )
+        assert len(archive.manifest()["layers"]) == 2
+        assert warnings == [
+            "base example.com/arm:1: its platform linux/arm64 does not match the default "
+            f"{pallet.Platform.default()}"
+        ]
 
 
 @pytest.mark.parametrize(
