@@ -14,6 +14,7 @@ path and the system's reason (``/x/app.tar: No such file or directory``).
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -44,6 +45,21 @@ def _os_error(exc: OSError) -> Error:
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
         return NotFound(text)
     return FailedPrecondition(text)
+
+
+def _check_stream(what: str, f: object, method: str) -> None:
+    """InvalidArgument unless ``f`` is a binary file (has ``method``, is not a text stream)."""
+    if isinstance(f, io.TextIOBase):
+        raise InvalidArgument(f"{what} {f!r}: a text stream; want a binary file (bytes)")
+    if not callable(getattr(f, method, None)):
+        raise InvalidArgument(f"{what} {f!r}: want a path or a binary file")
+
+
+def _stream_error(what: str, f: object, exc: OSError) -> Error:
+    """``exc``, raised by the caller's stream ``f``, as a pallet error naming the stream."""
+    name = getattr(f, "name", None)
+    shown = name if isinstance(name, str) else repr(f)
+    return FailedPrecondition(f"{what} {shown}: {exc.strerror or exc}")
 
 
 def _archive_names(name: str) -> tuple[str, ...]:
@@ -94,11 +110,13 @@ def save(
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    elif callable(getattr(dest, "write", None)):
-        write_archive(dest, backend.content, plan)
-        dest.flush()
     else:
-        raise InvalidArgument(f"archive destination {dest!r}: want a path or a binary file")
+        _check_stream("archive destination", dest, "write")
+        try:
+            write_archive(dest, backend.content, plan)
+            dest.flush()
+        except OSError as exc:
+            raise _stream_error("archive destination", dest, exc) from None
     return [ArchiveImage(target=r.target, names=r.names, format=format) for r in plan.images]
 
 
@@ -109,9 +127,8 @@ def load(backend: Backend, src: StrPath | IO[bytes], *, tag: str | None) -> list
     from .layout import LoadResult, load_archive, load_directory
     from .leases import new_id
 
-    is_path = isinstance(src, str | os.PathLike)
-    if not is_path and not callable(getattr(src, "read", None)):
-        raise InvalidArgument(f"archive source {src!r}: want a path or a binary file")
+    if not isinstance(src, str | os.PathLike):
+        _check_stream("archive source", src, "read")
     expire = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     lease = backend.leases.create(new_id("pallet-load"), {GC_EXPIRE: expire}).id
     ok = False
@@ -126,10 +143,19 @@ def load(backend: Backend, src: StrPath | IO[bytes], *, tag: str | None) -> list
                 except OSError as exc:
                     raise _os_error(exc) from None
                 with f:
-                    res = load_archive(f, backend.content, backend.images, lease=lease, tag=tag)
+                    try:
+                        res = load_archive(f, backend.content, backend.images, lease=lease, tag=tag)
+                    except InvalidArgument as exc:  # name the file the message is about
+                        msg = str(exc).removeprefix("archive: ")
+                        raise InvalidArgument(f"{os.fspath(src)}: {msg}") from None
+                    except OSError as exc:
+                        raise _os_error(exc) from None
         else:
             stream = cast(BinaryIO, src)
-            res = load_archive(stream, backend.content, backend.images, lease=lease, tag=tag)
+            try:
+                res = load_archive(stream, backend.content, backend.images, lease=lease, tag=tag)
+            except OSError as exc:
+                raise _stream_error("archive source", src, exc) from None
         ok = True
     finally:
         # on failure, collect what was written: nothing of the archive stays
@@ -147,6 +173,8 @@ def unpack(
 ) -> UnpackResult:
     from .layout import unpack as unpack_image
 
+    if not isinstance(dest, str | os.PathLike):
+        raise InvalidArgument(f"unpack destination {dest!r}: want a directory path")
     want = parse_platform(platform)
     img = find_image(backend.images, ref)
     try:

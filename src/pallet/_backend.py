@@ -81,6 +81,13 @@ class Backend:
     _embedded: Embedded | None = None
     _close: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    def live(self) -> Backend:
+        """This backend; FailedPrecondition once :meth:`close` ran."""
+        if self.closed:
+            raise FailedPrecondition(f"store {self.where}: closed")
+        return self
 
     @property
     def embedded(self) -> Embedded:
@@ -88,6 +95,7 @@ class Backend:
         records its input snapshots. A containerd-backed store opens it on first use, so that
         the calls that only talk to the daemon do not create a store directory."""
         with self._lock:
+            self.live()
             if self._embedded is None:
                 if self.embedded_opener is None:
                     raise FailedPrecondition(f"store {self.where}: has no embedded store")
@@ -96,10 +104,22 @@ class Backend:
             return self._embedded
 
     def close(self) -> None:
+        """Run every close callback (all of them, even when one raises); idempotent."""
         with self._lock:
-            for c in reversed(self._close):
-                c()
+            self.closed = True
+            callbacks = list(reversed(self._close))
             self._close.clear()
+        _run_all(callbacks)
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    """Call each of ``callbacks`` in order; the first exception propagates after the rest ran."""
+    if not callbacks:
+        return
+    try:
+        callbacks[0]()
+    finally:
+        _run_all(callbacks[1:])
 
 
 def _open_db(root: str | os.PathLike[str] | None) -> Embedded:
@@ -110,6 +130,8 @@ def _open_db(root: str | os.PathLike[str] | None) -> Embedded:
 
 def open_embedded(root: str | os.PathLike[str] | None) -> Backend:
     """The embedded store at ``root`` (else :func:`default_root`)."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise InvalidArgument(f"root {root!r}: want a path (str or os.PathLike)")
     db = _open_db(root)
     return Backend(
         content=db.content,

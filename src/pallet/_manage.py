@@ -73,11 +73,19 @@ __all__ = [
 _CHUNK = 1 << 20
 
 
-# --- images ---------------------------------------------------------------------------------
-def images(b: Backend, filters: Sequence[str]) -> list[Image]:
-    """The images matching every filter, by name."""
+def _filters(filters: Sequence[str] | None) -> Sequence[str]:
+    """``filters`` checked: None is no filter; a lone string is refused."""
+    if filters is None:
+        return ()
     if isinstance(filters, str):
         raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
+    return filters
+
+
+# --- images ---------------------------------------------------------------------------------
+def images(b: Backend, filters: Sequence[str] | None) -> list[Image]:
+    """The images matching every filter, by name."""
+    filters = _filters(filters)
     return [image_of(b.content, rec) for rec in b.images.list(filters)]
 
 
@@ -117,12 +125,37 @@ def tag(b: Backend, src: str | Image, dst: str) -> Image:
     return image_of(b.content, out)
 
 
-def remove(b: Backend, names: Sequence[str], *, gc: bool) -> None:
-    """Delete ``names`` in order; with ``gc`` the last delete collects garbage before it
-    returns (embedded: runs the collector; containerd: waits for the daemon's)."""
+def remove(b: Backend, names: Sequence[str | Image], *, gc: bool) -> None:
+    """Delete ``names`` (each resolved as :func:`image` does) in order; with ``gc`` the last
+    delete collects garbage before it returns (embedded: runs the collector; containerd: waits
+    for the daemon's)."""
     last = len(names) - 1
     for idx, n in enumerate(names):
-        b.images.delete(n, sync=gc and idx == last)
+        name = n.name if isinstance(n, Image) else n
+        if not isinstance(name, str):
+            raise InvalidArgument(f"image {name!r}: want a name or a pallet.Image")
+        _delete_image(b, name, sync=gc and idx == last)
+
+
+def _delete_image(b: Backend, name: str, *, sync: bool) -> None:
+    """Delete the image named ``name`` as written, else by its normalised form (``app:1`` ->
+    ``docker.io/library/app:1``), as :func:`~pallet._lookup.find_image` resolves it."""
+    from .oci.reference import Reference
+
+    try:
+        b.images.delete(name, sync=sync)
+        return
+    except NotFound:
+        try:
+            full = str(Reference.parse(name))
+        except InvalidArgument:
+            full = name
+        if full == name:
+            raise
+    try:
+        b.images.delete(full, sync=sync)
+    except NotFound:
+        raise NotFound(f"image {name}: not found") from None
 
 
 def _embedded_only(b: Backend, what: str) -> None:
@@ -241,9 +274,8 @@ def _info(i: Info) -> ContentInfo:
     )
 
 
-def content_list(b: Backend, filters: Sequence[str]) -> list[ContentInfo]:
-    if isinstance(filters, str):
-        raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
+def content_list(b: Backend, filters: Sequence[str] | None) -> list[ContentInfo]:
+    filters = _filters(filters)
     return [_info(i) for i in b.content.walk(filters)]
 
 
@@ -282,7 +314,14 @@ def ingest(
     expected = _digest(expected_digest) if expected_digest else None
     if expected_size < 0:
         raise InvalidArgument(f"expected size {expected_size}: must not be negative")
-    src: BinaryIO = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    if isinstance(data, bytes | bytearray | memoryview):
+        src: BinaryIO = io.BytesIO(data)
+    elif callable(getattr(data, "read", None)):
+        src = data
+    else:
+        raise InvalidArgument(
+            f"data of ingest {ref}: want bytes or a binary stream, not {type(data).__name__}"
+        )
     try:
         with b.content.writer(ref, total=expected_size, expected=expected, lease=lease) as w:
             if w.offset:  # resume: skip what the store has
@@ -312,9 +351,8 @@ def _status(s: Status) -> IngestStatus:
     )
 
 
-def active(b: Backend, filters: Sequence[str]) -> list[IngestStatus]:
-    if isinstance(filters, str):
-        raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
+def active(b: Backend, filters: Sequence[str] | None) -> list[IngestStatus]:
+    filters = _filters(filters)
     return [_status(s) for s in b.content.list_statuses(filters)]
 
 
@@ -332,9 +370,8 @@ def _lease(b: Backend, x: LeaseRecord, *, resources: bool) -> Lease:
     return Lease(id=x.id, created=x.created_at, labels=dict(x.labels), resources=res)
 
 
-def lease_list(b: Backend, filters: Sequence[str]) -> list[Lease]:
-    if isinstance(filters, str):
-        raise InvalidArgument(f"filters {filters!r}: want a sequence of filter strings")
+def lease_list(b: Backend, filters: Sequence[str] | None) -> list[Lease]:
+    filters = _filters(filters)
     out = []
     for x in b.leases.list(filters):
         try:

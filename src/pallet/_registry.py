@@ -11,6 +11,7 @@ The registry client (and with it the HTTP stack) is imported by the call that ne
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -71,6 +72,8 @@ def push(
     from .remote import push as push_image
 
     target = Reference.parse(dest or ref, default_tag=not by_digest)
+    if dest is None and by_digest:  # the image's own name: push its repository, by digest
+        target = dataclasses.replace(target, tag="")
     options = remote_options(jobs=jobs, insecure=insecure, hosts=[target.registry], ca_file=ca_file)
     img = find_image(backend.images, ref)
     results = push_image(

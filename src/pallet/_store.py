@@ -20,15 +20,14 @@ file, publishes blobs under a shared GC lock and keeps its records in SQLite (WA
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from ._views import ContentStore, LeaseManager
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from typing import BinaryIO, Literal
+    from types import TracebackType
+    from typing import IO, BinaryIO, Literal
 
     from ._backend import Backend
     from ._export import OutputSpec, PlatformSpec
@@ -76,7 +75,7 @@ class Store:
     def __init__(self, root: StrPath | None = None) -> None:
         from ._backend import open_embedded
 
-        self._backend: Backend = open_embedded(root)
+        self._b: Backend = open_embedded(root)
 
     @classmethod
     def containerd(
@@ -106,8 +105,13 @@ class Store:
         from ._backend import open_containerd
 
         self = cls.__new__(cls)
-        self._backend = open_containerd(address, namespace, snapshotter=snapshotter, root=root)
+        self._b = open_containerd(address, namespace, snapshotter=snapshotter, root=root)
         return self
+
+    @property
+    def _backend(self) -> Backend:
+        """The backend; FailedPrecondition once the store is closed."""
+        return self._b.live()
 
     @property
     def kind(self) -> str:
@@ -117,7 +121,7 @@ class Store:
 
             pallet.Store(root="/tmp/pallet-doc").kind  # 'embedded'
         """
-        return self._backend.kind
+        return self._b.kind
 
     @property
     def where(self) -> str:
@@ -127,7 +131,7 @@ class Store:
 
             print(store.where)  # /tmp/pallet-doc
         """
-        return self._backend.where
+        return self._b.where
 
     def close(self) -> None:
         """Release the store's connections; the store is not usable afterwards.
@@ -139,8 +143,10 @@ class Store:
                 store.images()
             finally:
                 store.close()  # or: with pallet.Store() as store: ...
+
+        Any later call raises :class:`~pallet.FailedPrecondition`; closing twice is fine.
         """
-        self._backend.close()
+        self._b.close()
 
     def __enter__(self) -> Store:
         return self
@@ -593,7 +599,7 @@ class Store:
         return _archive.unpack(self._backend, ref, dest, platform=platform, on_warning=on_warning)
 
     # --- images, content, leases, gc, fsck: pallet._manage --------------------------------------
-    def images(self, filters: Sequence[str] = ()) -> list[Image]:
+    def images(self, filters: Sequence[str] | None = ()) -> list[Image]:
         """The images matching every filter (containerd's syntax: ``name~=^docker.io/``,
         ``labels."k"==v``, ``target.mediatype==…``), by name.
 
@@ -660,7 +666,7 @@ class Store:
 
         return _manage.tag(self._backend, src, dst)
 
-    def remove(self, *names: str, gc: bool = True) -> None:
+    def remove(self, *names: str | Image, gc: bool = True) -> None:
         """Delete images, in order. With ``gc`` the last delete collects garbage before it
         returns (the embedded store runs its collector; containerd's is awaited), so the
         content only those images held is gone.
@@ -773,7 +779,10 @@ class Store:
             Unsupported: ``to`` is not a containerd store.
         """
         from . import _manage
+        from .errors import InvalidArgument
 
+        if not isinstance(to, Store):
+            raise InvalidArgument(f"to {to!r}: want a pallet.Store")
         return _manage.copy(
             self._backend,
             ref,

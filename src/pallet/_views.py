@@ -32,12 +32,16 @@ class ContentStore:
             print(store.content.info(dgst).size)   # 6
     """
 
-    __slots__ = ("_backend",)
+    __slots__ = ("_b",)
 
     def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+        self._b = backend
 
-    def list(self, filters: Sequence[str] = ()) -> builtins.list[ContentInfo]:
+    @property
+    def _backend(self) -> Backend:
+        return self._b.live()
+
+    def list(self, filters: Sequence[str] | None = ()) -> builtins.list[ContentInfo]:
         """Every blob matching all ``filters`` (containerd's syntax: ``labels."k"==v``,
         ``digest~=^sha256:ab``), as ``pallet content ls`` lists them.
 
@@ -165,7 +169,7 @@ class ContentStore:
             lease=lid,
         )
 
-    def active(self, filters: Sequence[str] = ()) -> builtins.list[IngestStatus]:
+    def active(self, filters: Sequence[str] | None = ()) -> builtins.list[IngestStatus]:
         """Ingests in progress or interrupted (``ref~=^upload-``).
 
         Example::
@@ -192,7 +196,7 @@ class ContentStore:
             _manage.abort(self._backend, ref)
 
     def __repr__(self) -> str:
-        return f"<pallet.ContentStore {self._backend.where}>"
+        return f"<pallet.ContentStore {self._b.where}>"
 
 
 class LeaseManager:
@@ -206,12 +210,16 @@ class LeaseManager:
             ...   # name the blob in an image before the lease goes
     """
 
-    __slots__ = ("_backend",)
+    __slots__ = ("_b",)
 
     def __init__(self, backend: Backend) -> None:
-        self._backend = backend
+        self._b = backend
 
-    def list(self, filters: Sequence[str] = ()) -> builtins.list[Lease]:
+    @property
+    def _backend(self) -> Backend:
+        return self._b.live()
+
+    def list(self, filters: Sequence[str] | None = ()) -> builtins.list[Lease]:
         """Every lease matching all ``filters`` (``id~=^pallet-``, ``labels."k"==v``), oldest
         first, with the resources each holds.
 
@@ -285,4 +293,4 @@ class LeaseManager:
             yield lease
 
     def __repr__(self) -> str:
-        return f"<pallet.LeaseManager {self._backend.where}>"
+        return f"<pallet.LeaseManager {self._b.where}>"

@@ -83,10 +83,11 @@ class FailedPrecondition(Error):
 
     Example::
 
+        store.close()
         try:
-            store.unpack("app:1", "not-empty/")
+            store.images()
         except pallet.FailedPrecondition as exc:
-            print(exc)
+            print(exc)  # store /tmp/pallet-doc: closed
     """
 
 

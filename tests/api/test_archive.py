@@ -167,6 +167,14 @@ def test_bad_input_names_the_value(interop: Interop, tmp_path: Path) -> None:
             s.load(io.BytesIO(b"not a tarball" * 100))
         with pytest.raises(pallet.InvalidArgument, match="archive source 42"):
             s.load(42)  # type: ignore[arg-type]
+        text = tmp_path / "notes.txt"
+        text.write_text("hello, not a tar archive at all " * 40)
+        with pytest.raises(pallet.InvalidArgument) as not_tar:
+            s.load(text)
+        assert str(not_tar.value).startswith(f"{text}: not a tar archive (")
+        assert "hello" not in str(not_tar.value)
+        with pytest.raises(pallet.InvalidArgument, match="archive source .*: a text stream"):
+            s.load(io.StringIO("x"))  # type: ignore[arg-type]
         # a failed load keeps nothing: the image is not there to save
         with pytest.raises(pallet.NotFound, match="example.com/interop/oci:v1"):
             s.save(["example.com/interop/oci:v1"], io.BytesIO())
@@ -181,6 +189,25 @@ def test_bad_input_names_the_value(interop: Interop, tmp_path: Path) -> None:
             s.save([], io.BytesIO())
         with pytest.raises(pallet.InvalidArgument, match="platform 'linux'"):
             s.save([name], io.BytesIO(), platform="linux")
+        with pytest.raises(pallet.InvalidArgument, match="archive destination .*: a text stream"):
+            s.save([name], io.StringIO())  # type: ignore[arg-type]
+
+        class Full(io.RawIOBase):
+            name = "full-disk"
+
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: object) -> int:
+                raise OSError(28, "No space left on device")
+
+        with pytest.raises(
+            pallet.FailedPrecondition,
+            match="archive destination full-disk: No space left on device",
+        ):
+            s.save([name], Full())  # type: ignore[arg-type]
+        with pytest.raises(pallet.InvalidArgument, match="unpack destination 5: want a directory"):
+            s.unpack(name, 5)  # type: ignore[arg-type]
         gone = tmp_path / "no-such-dir" / "x.tar"
         with pytest.raises(pallet.NotFound, match=str(gone)):
             s.save([name], gone)

@@ -315,3 +315,48 @@ def test_containerd_version_copy_images_remove(
         pstore.copy("example.com/a:1", pstore)
     with pytest.raises(pallet.Unavailable, match="containerd at"):
         pallet.Store.containerd(str(tmp_path / "none.sock"))
+
+
+def test_bad_input_and_a_closed_store_raise_pallet_errors(tmp_path: Path) -> None:
+    with pytest.raises(pallet.InvalidArgument, match="root 123: want a path"):
+        pallet.Store(root=123)  # type: ignore[arg-type]
+    store = pallet.Store(root=tmp_path / "s")
+    digest = export(store.where, make_dir(tmp_path / "a", 6), "app:1")
+    # filters=None is no filter
+    assert [i.name for i in store.images(None)] == ["app:1"]
+    assert len(store.content.list(None)) == 3 and store.content.active(None) == []
+    assert store.leases.list(None) == []
+    # data as text: refused before anything is written, no ingest left behind
+    with pytest.raises(pallet.InvalidArgument, match="data of ingest r1: .* not str"):
+        store.content.ingest("r1", "text")  # type: ignore[arg-type]
+    assert store.content.active() == []
+    with pytest.raises(pallet.InvalidArgument, match="to 'x': want a pallet.Store"):
+        store.copy("app:1", "x")  # type: ignore[arg-type]
+    # remove takes an Image, and resolves a short name as image() does
+    store.tag("app:1", "example.com/app:2")
+    store.remove(store.image("example.com/app:2"), gc=False)
+    store.tag("app:1", "docker.io/library/web:1")
+    assert store.image("web:1").digest == digest
+    store.remove("web:1", gc=False)
+    assert [i.name for i in store.images()] == ["app:1"]
+    store.remove("app:1")
+    assert store.images() == []
+    with pytest.raises(pallet.NotFound, match="image web:1: not found"):
+        store.remove("web:1")
+
+    content, leases = store.content, store.leases
+    store.close()
+    store.close()  # twice is fine
+    where = store.where
+    for call in (
+        store.images,
+        lambda: store.image("app:1"),
+        lambda: store.remove("app:1"),
+        store.gc,
+        content.list,
+        leases.list,
+        lambda: store.content.list(),
+    ):
+        with pytest.raises(pallet.FailedPrecondition) as exc:
+            call()
+        assert str(exc.value) == f"store {where}: closed"

@@ -72,6 +72,9 @@ def test_push_by_digest_and_pull_by_digest(
         with pytest.raises(pallet.InvalidArgument, match=f"{untagged}:v1 by digest"):
             a.push(interop.name("oci"), f"{untagged}:v1", by_digest=True)
         assert a.push(interop.name("oci"), untagged, by_digest=True) == root.digest
+        # without a destination, the image's own name is pushed by digest (its tag dropped)
+        a.tag(interop.name("oci"), f"{untagged}:v2")
+        assert a.push(f"{untagged}:v2", by_digest=True) == root.digest
     with pallet.Store(root=tmp_path / "b") as b:
         image = b.pull(f"{untagged}@{root.digest}")
         assert (image.name, image.digest) == (f"{untagged}@{root.digest}", root.digest)

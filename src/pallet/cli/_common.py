@@ -173,9 +173,9 @@ def human(n: int) -> str:
     f = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if f < 1024 or unit == "TiB":
-            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
+            break
         f /= 1024
-    return str(n)
+    return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
 
 
 def image_json(i: PublicImage) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import pallet
@@ -30,6 +31,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     dest = pallet.Reference.parse(args.dest or args.ref, default_tag=not args.by_digest)
+    if not args.dest and args.by_digest:  # the image's own name: push it by digest, untagged
+        dest = dataclasses.replace(dest, tag="")
     # the renderer starts after the store opened: a daemon that is not there is one line
     with pallet_store(args) as store, progress_session(args.progress, f"pushing {dest}") as r:
         digest = store.push(

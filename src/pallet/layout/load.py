@@ -292,6 +292,10 @@ def _read_stream(stream: BinaryIO, content: Store, lease: str) -> _Archive:
             raise InvalidArgument("archive: truncated (unexpected end of data)")
         tr.drain()
     except FormatError as exc:
+        if not exc.truncated and not (arc.meta or arc.files or arc.blobs):
+            # nothing read yet: the stream is not a tar archive, and its first bytes are not
+            # an entry name worth quoting
+            raise InvalidArgument(f"archive: not a tar archive ({exc.reason})") from None
         raise _format_error(exc) from None
     arc.check_blob_aliases()
     return arc

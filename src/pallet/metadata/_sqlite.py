@@ -81,6 +81,10 @@ class Database:
         self.path = path
         self._lock_path = lock_path
         self._local = threading.local()
+        # every thread's connection, so that close() reaches them all (they are opened with
+        # check_same_thread=False, so closing one from another thread is allowed)
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
         c = self._conn()
         for stmt in filter(str.strip, _SCHEMA.split(";")):
             c.execute(stmt)
@@ -96,6 +100,8 @@ class Database:
             c.execute("PRAGMA foreign_keys=ON")
             c.execute("PRAGMA busy_timeout=60000")
             self._local.conn = c
+            with self._conns_lock:
+                self._conns.append(c)
         return c
 
     @contextlib.contextmanager
@@ -141,8 +147,14 @@ class Database:
             os.close(fd)
 
     def close(self) -> None:
-        """Close this thread's connection (another thread's closes when that thread ends)."""
-        c = getattr(self._local, "conn", None)
-        if c is not None:
+        """Close the connection of every thread that used the database.
+
+        The connections are opened with ``check_same_thread=False``, so closing another
+        thread's connection is allowed; the caller makes sure no other thread still uses the
+        database. A thread's next use opens a new connection.
+        """
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        self._local = threading.local()
+        for c in conns:
             c.close()
-            self._local.conn = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,32 @@ def test_gc_dry_run_removes_nothing(db: Store) -> None:
     d = put(db, b"would go")
     st = db.collect(dry_run=True)
     assert st.blobs == [d.digest] and exists(db, d.digest)
+
+
+def test_database_close_closes_every_threads_connection(tmp_path: Path) -> None:
+    """close() reaches the connections other threads opened (check_same_thread=False), and a
+    later use opens a new one."""
+    import sqlite3
+    import threading
+
+    from pallet.metadata._sqlite import Database
+
+    db = Database(tmp_path / "m.db", lock_path=tmp_path / "gc.lock")
+    conns: list[sqlite3.Connection] = []
+
+    def use() -> None:
+        with db.read() as c:
+            conns.append(c)
+
+    t = threading.Thread(target=use)
+    t.start()
+    t.join()
+    with db.read() as mine:
+        pass
+    db.close()
+    for c in (*conns, mine):
+        with pytest.raises(sqlite3.ProgrammingError):
+            c.execute("SELECT 1")
+    with db.read() as again:
+        assert again is not mine and again.execute("SELECT 1").fetchone() == (1,)
+    db.close()
