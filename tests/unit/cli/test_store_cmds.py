@@ -198,7 +198,7 @@ def test_images_rm_asks_the_backend_to_collect_on_the_last_delete(
 
     class Images:
         def delete(self, name: str, *, sync: bool = False) -> None:
-            if name == "missing":
+            if name in ("missing", "docker.io/library/missing:latest"):
                 raise NotFound(f"image {name}: not found")
             calls.append((name, sync))
 
