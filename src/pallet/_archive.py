@@ -145,9 +145,6 @@ def load(backend: Backend, src: StrPath | IO[bytes], *, tag: str | None) -> list
                 with f:
                     try:
                         res = load_archive(f, backend.content, backend.images, lease=lease, tag=tag)
-                    except InvalidArgument as exc:  # name the file the message is about
-                        msg = str(exc).removeprefix("archive: ")
-                        raise InvalidArgument(f"{os.fspath(src)}: {msg}") from None
                     except OSError as exc:
                         raise _os_error(exc) from None
         else:

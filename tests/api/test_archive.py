@@ -171,7 +171,7 @@ def test_bad_input_names_the_value(interop: Interop, tmp_path: Path) -> None:
         text.write_text("hello, not a tar archive at all " * 40)
         with pytest.raises(pallet.InvalidArgument) as not_tar:
             s.load(text)
-        assert str(not_tar.value).startswith(f"{text}: not a tar archive (")
+        assert str(not_tar.value).startswith("archive: not a tar archive (")
         assert "hello" not in str(not_tar.value)
         with pytest.raises(pallet.InvalidArgument, match="archive source .*: a text stream"):
             s.load(io.StringIO("x"))  # type: ignore[arg-type]

@@ -96,25 +96,25 @@ def collect(
     now = now or datetime.now(UTC)
     stats = GCStats()
     with db.gc_lock(shared=False):
-        # ---- expired leases
-        with db.read() as c:
-            leases = c.execute("SELECT id, labels FROM leases").fetchall()
-        live: dict[str, bool] = {}
-        for lid, lbl in leases:
-            lab = json.loads(lbl)
-            if _expired(lab, now):
-                stats.leases.append(lid)
-            else:
-                live[lid] = bool(lab.get(GC_FLAT))
-        if stats.leases and not dry_run:
-            with db.transaction() as tx:
-                tx.executemany("DELETE FROM leases WHERE id=?", [(x,) for x in stats.leases])
-        # ---- graph
         roots: list[Node] = []
         flat: list[Node] = []
         leased_ingests: set[str] = set()
         snaps: dict[str, tuple[str, dict[str, str]]] = {}
-        with db.read() as c:
+        # The leases and the graph are read in one transaction: read apart, a lease created
+        # between the two reads (with its snapshot) would count as dead and lose its snapshot.
+        # Records written after it are not in the sweep's lists, so they are safe.
+        with db.transaction() as c:
+            # ---- expired leases
+            live: dict[str, bool] = {}
+            for lid, lbl in c.execute("SELECT id, labels FROM leases").fetchall():
+                lab = json.loads(lbl)
+                if _expired(lab, now):
+                    stats.leases.append(lid)
+                else:
+                    live[lid] = bool(lab.get(GC_FLAT))
+            if stats.leases and not dry_run:
+                c.executemany("DELETE FROM leases WHERE id=?", [(x,) for x in stats.leases])
+            # ---- graph
             blob_labels: dict[str, dict[str, str]] = {
                 d: json.loads(lbl) for d, lbl in c.execute("SELECT digest, labels FROM blobs")
             }
